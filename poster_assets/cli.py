@@ -1,0 +1,195 @@
+"""``poster-assets``: the command line for people and for ``make demo``."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from poster_assets import settings
+from poster_assets.storage.resource import PosterStore
+
+
+def _store() -> PosterStore:
+    return PosterStore()
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """poster-assets: structure out of poster images, as Dagster assets in DuckDB.
+
+    Files live under $POSTER_ASSETS_HOME (default ./poster_data).
+    """
+
+
+@main.command("demo-corpus")
+@click.argument("out", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--n", default=200, show_default=True, help="Number of posters.")
+@click.option("--seed", default=0, show_default=True, help="Same seed, same bytes.")
+def demo_corpus(out: Path, n: int, seed: int) -> None:
+    """Generate synthetic posters with a sidecar and ground truth into OUT."""
+    from poster_assets.demo import generate_corpus
+
+    t0 = time.perf_counter()
+    summary = generate_corpus(out, n=n, seed=seed)
+    click.echo(f"{summary.n} posters in {out} ({time.perf_counter() - t0:.1f} s)")
+
+
+@main.command()
+@click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--sidecar", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="CSV or JSON-lines with file, title, genres, year (default: FOLDER/sidecar.jsonl|csv).")
+@click.option("--recursive/--no-recursive", default=False, show_default=True, help="Descend into subfolders.")
+@click.option("--extract", is_flag=True, help="Also run every extractor on the new batch.")
+def ingest(folder: Path, sidecar: Path | None, recursive: bool, extract: bool) -> None:
+    """Ingest the new files of FOLDER as one batch and materialize raw_posters for it."""
+    from poster_assets import headless
+
+    store = _store()
+    inst = headless.instance()
+    manifest = headless.plan_batch(store, folder, sidecar, recursive)
+    if manifest is None:
+        click.echo(f"nothing new in {folder}: every file is already in a batch")
+        return
+    headless.register_batch(inst, store, manifest)
+    click.echo(f"batch {manifest.batch}: {len(manifest.files)} files")
+    result = headless.run_batch(inst, manifest.batch, only_raw=not extract)
+    _print_status_counts(store, manifest.batch)
+    if not result.success:
+        raise click.ClickException(f"batch {manifest.batch} failed; see `poster-assets ui` for the run log")
+
+
+@main.command()
+@click.option("--all", "every", is_flag=True, help="Re-run every batch (extractors skip up-to-date posters).")
+def run(every: bool) -> None:
+    """Materialize every batch that has missing assets, then the corpus-wide assets."""
+    from poster_assets import headless
+
+    inst = headless.instance()
+    results = headless.run_pending(inst, every=every, echo=click.echo)
+    failed = [b for b, ok in results if not ok]
+    click.echo(f"{len(results)} batch run(s), {len(failed)} failed")
+    if failed:
+        raise click.ClickException(f"failed batches: {', '.join(failed)}")
+
+
+@main.command()
+@click.argument("query")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
+def sql(query: str, fmt: str) -> None:
+    """Run one read-only SELECT on the poster database."""
+    from poster_assets.storage.readonly_sql import ReadOnlySqlError, run_readonly
+
+    try:
+        columns, rows = run_readonly(_store().db, query)
+    except (ReadOnlySqlError, FileNotFoundError) as exc:
+        raise click.ClickException(str(exc)) from None
+    _emit(columns, rows, fmt)
+
+
+@main.command()
+@click.option("--n", default=200, show_default=True, help="Posters in the demo corpus.")
+@click.option("--seed", default=0, show_default=True)
+def demo(n: int, seed: int) -> None:
+    """Generate the demo corpus (once), ingest it and materialize every asset."""
+    from poster_assets import headless
+    from poster_assets.demo import generate_corpus
+
+    t0 = time.perf_counter()
+    store = _store()
+    corpus = store.home_path / "demo_corpus"
+    if not (corpus / "sidecar.jsonl").exists():
+        click.echo(f"generating {n} demo posters in {corpus} …")
+        generate_corpus(corpus, n=n, seed=seed)
+    inst = headless.instance()
+    manifest = headless.plan_batch(store, corpus, None, recursive=False)
+    if manifest is not None:
+        headless.register_batch(inst, store, manifest)
+        click.echo(f"new batch {manifest.batch}: {len(manifest.files)} files")
+    results = headless.run_pending(inst, echo=click.echo)
+    failed = [b for b, ok in results if not ok]
+    _, counts = _run_sql(store, "SELECT status, count(*) FROM raw_posters GROUP BY ALL ORDER BY 1")
+    click.echo("")
+    click.echo("posters: " + ", ".join(f"{n} {status}" for status, n in counts))
+    click.echo(f"database: {store.db_path}")
+    click.echo(f"took {time.perf_counter() - t0:.0f} s")
+    click.echo('query:    .venv/bin/poster-assets sql "SELECT * FROM raw_posters LIMIT 5"')
+    click.echo("UI:       make ui   (then open http://127.0.0.1:3000)")
+    if failed:
+        raise click.ClickException(f"failed batches: {', '.join(failed)}")
+
+
+@main.command()
+@click.option("--port", default=3000, show_default=True)
+def ui(port: int) -> None:
+    """Start the Dagster UI on the same instance the CLI uses."""
+    from poster_assets import headless
+
+    headless.instance()
+    root = Path(__file__).resolve().parent.parent
+    os.execvp(
+        "dagster",
+        ["dagster", "dev", "-w", str(root / "workspace.yaml"), "-p", str(port)],
+    )
+
+
+def _run_sql(store: PosterStore, query: str) -> tuple[list[str], list[tuple[Any, ...]]]:
+    from poster_assets.storage.readonly_sql import run_readonly
+
+    return run_readonly(store.db, query)
+
+
+def _print_status_counts(store: PosterStore, batch: str) -> None:
+    _, rows = _run_sql(
+        store,
+        f"SELECT status, count(*) AS n FROM raw_posters WHERE batch = '{batch}' GROUP BY ALL ORDER BY 1",
+    )
+    click.echo(", ".join(f"{n} {status}" for status, n in rows) or "no new rows")
+    _, bad = _run_sql(
+        store,
+        f"SELECT file_name, reason FROM raw_posters WHERE batch = '{batch}' AND status = 'quarantined' ORDER BY 1",
+    )
+    for name, reason in bad:
+        click.echo(f"  quarantined {name}: {reason}")
+
+
+def _emit(columns: list[str], rows: list[tuple[Any, ...]], fmt: str) -> None:
+    if fmt == "json":
+        click.echo(json.dumps([dict(zip(columns, r, strict=True)) for r in rows], default=_json_default, indent=1))
+    elif fmt == "csv":
+        writer = csv.writer(sys.stdout)
+        writer.writerow(columns)
+        writer.writerows(rows)
+    else:
+        click.echo(_format_table(columns, rows))
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (dt.date, dt.datetime)):
+        return value.isoformat()
+    return str(value)
+
+
+def _format_table(columns: list[str], rows: list[tuple[Any, ...]], max_width: int = 48) -> str:
+    def cell(v: Any) -> str:
+        text = "NULL" if v is None else str(v)
+        return text if len(text) <= max_width else text[: max_width - 1] + "…"
+
+    cells = [[cell(v) for v in r] for r in rows]
+    widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
+    line = "  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))
+    out = [line, "  ".join("-" * w for w in widths)]
+    out += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in cells]
+    out.append(f"({len(rows)} row{'s' if len(rows) != 1 else ''})")
+    return "\n".join(out)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,17 @@
+"""The one ``Definitions`` object: ``workspace.yaml`` and ``dagster dev`` load this module."""
+
+import dagster as dg
+
+from poster_assets.defs.ingest.definitions import defs as ingest_defs
+from poster_assets.defs.ingest.sensors import inbox_sensor
+from poster_assets.defs.jobs import batch_job
+from poster_assets.storage.resource import PosterStore
+
+defs = dg.Definitions.merge(
+    ingest_defs,
+    dg.Definitions(
+        jobs=[batch_job],
+        sensors=[inbox_sensor],
+        resources={"store": PosterStore()},
+    ),
+)

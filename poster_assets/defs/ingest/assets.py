@@ -1,0 +1,54 @@
+"""``raw_posters``: every file of a batch, decoded or quarantined, as rows in DuckDB."""
+
+import dagster as dg
+
+from poster_assets.defs.partitions import batch_partitions
+from poster_assets.defs.previews import image_markdown, markdown_table, thumbnail_sheet
+from poster_assets.ingest.batches import BatchManifest
+from poster_assets.ingest.decode import DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIDE
+from poster_assets.ingest.ingest import ingest_batch
+from poster_assets.storage.resource import PosterStore
+
+
+class IngestConfig(dg.Config):
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    """Images with more pixels are quarantined as too large (decompression-bomb guard)."""
+    min_side: int = DEFAULT_MIN_SIDE
+    """Images whose shorter side is smaller are quarantined as too small."""
+
+
+@dg.asset(
+    partitions_def=batch_partitions,
+    group_name="ingest",
+    kinds={"duckdb", "pillow"},
+    code_version="decode-v1",
+)
+def raw_posters(context: dg.AssetExecutionContext, store: PosterStore, config: IngestConfig) -> dg.MaterializeResult:
+    """Every file of an ingest batch: content-hash id, size, format, sidecar fields and status
+    ``ok`` / ``quarantined`` (with the reason) / ``duplicate`` — one row per file."""
+    manifest = BatchManifest.load(store.batches_dir, context.partition_key)
+    context.log.info(f"ingesting {len(manifest.files)} files from {manifest.source_dir}")
+    summary = ingest_batch(
+        store.db,
+        store.blobs,
+        manifest,
+        max_pixels=config.max_pixels,
+        min_side=config.min_side,
+        progress=lambda done, total: context.log.info(f"decoded {done}/{total}"),
+    )
+    metadata: dict[str, object] = {
+        "files": summary.files,
+        "new_rows": summary.new_rows,
+        "already_ingested": summary.already_ingested,
+        "ok": summary.status_counts["ok"],
+        "quarantined": summary.status_counts["quarantined"],
+        "duplicates": summary.status_counts["duplicate"],
+        "source_dir": dg.MetadataValue.path(manifest.source_dir),
+        "database": dg.MetadataValue.path(str(store.db_path)),
+        "dagster/row_count": summary.new_rows,
+    }
+    if summary.quarantined:
+        metadata["quarantine_reasons"] = markdown_table(["file", "reason"], summary.quarantined)
+    if summary.thumbnails:
+        metadata["preview"] = image_markdown(thumbnail_sheet(store.blobs, summary.thumbnails), "batch contact sheet")
+    return dg.MaterializeResult(metadata=metadata)

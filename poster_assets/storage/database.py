@@ -1,0 +1,92 @@
+"""DuckDB access that survives other writers.
+
+DuckDB lets one process at a time open a file for writing. Dagster runs steps in separate
+processes and the CLI may run beside the UI, so every access opens a short-lived connection
+and retries while another process holds the lock. Heavy work (decoding, inference) happens
+before a connection is opened; a connection only lives for one transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import duckdb
+
+from poster_assets.storage.schema import SCHEMA_SQL
+
+log = logging.getLogger(__name__)
+
+
+class DatabaseBusyError(RuntimeError):
+    """Another process held the DuckDB write lock for longer than we were willing to wait."""
+
+
+def _is_lock_conflict(exc: duckdb.Error) -> bool:
+    text = str(exc).lower()
+    return "lock" in text and ("conflicting" in text or "could not set" in text)
+
+
+class Database:
+    def __init__(self, path: Path, lock_timeout_s: float = 600.0) -> None:
+        self.path = Path(path)
+        self.lock_timeout_s = lock_timeout_s
+        self._schema_ready = False
+
+    @contextmanager
+    def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A connection that waits (with jittered backoff) for the file lock."""
+        if read_only and not self.path.exists():
+            raise FileNotFoundError(
+                f"No poster database at {self.path}. Ingest something first "
+                "(`poster-assets ingest DIR` or `make demo`), or set POSTER_ASSETS_HOME."
+            )
+        if not read_only:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        deadline = time.monotonic() + self.lock_timeout_s
+        delay = 0.05
+        while True:
+            try:
+                conn = duckdb.connect(str(self.path), read_only=read_only)
+                break
+            except duckdb.Error as exc:
+                if not _is_lock_conflict(exc):
+                    raise
+                if time.monotonic() > deadline:
+                    raise DatabaseBusyError(
+                        f"{self.path} stayed locked by another process for {self.lock_timeout_s:.0f} s: {exc}"
+                    ) from exc
+                time.sleep(delay * (0.5 + random.random()))
+                delay = min(delay * 2, 2.0)
+        try:
+            if not read_only and not self._schema_ready:
+                conn.execute(SCHEMA_SQL)
+                self._schema_ready = True
+            yield conn
+        finally:
+            conn.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """All-or-nothing writes: a crash or an exception before COMMIT leaves no rows."""
+        with self.connect() as conn:
+            conn.execute("BEGIN TRANSACTION")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    def query(self, sql: str, params: list | tuple | None = None) -> list[tuple]:
+        """Read rows; waits for writers like every other access."""
+        with self.connect(read_only=True) as conn:
+            return conn.execute(sql, params or []).fetchall()
+
+    def ensure_schema(self) -> None:
+        with self.connect():
+            pass

@@ -1,0 +1,66 @@
+import os
+import time
+from pathlib import Path
+
+import dagster as dg
+
+from poster_assets.defs.ingest.assets import raw_posters
+from poster_assets.defs.ingest.sensors import inbox_sensor
+from poster_assets.defs.partitions import BATCHES
+from poster_assets.demo.bad_inputs import write_bad_inputs
+from poster_assets.headless import plan_batch
+from poster_assets.storage.resource import PosterStore
+
+
+def test_definitions_load() -> None:
+    from poster_assets.definitions import defs
+
+    keys = defs.resolve_asset_graph().get_all_asset_keys()
+    assert dg.AssetKey("raw_posters") in keys
+    assert defs.resolve_job_def("batch_job") is not None
+    assert defs.resolve_sensor_def("inbox_sensor") is not None
+
+
+def test_materialize_raw_posters_writes_rows(tmp_path: Path, store: PosterStore, instance) -> None:
+    expected = write_bad_inputs(tmp_path / "in")
+    manifest = plan_batch(store, tmp_path / "in", None, recursive=False)
+    manifest.save(store.batches_dir)
+    instance.add_dynamic_partitions(BATCHES, [manifest.batch])
+    result = dg.materialize([raw_posters], partition_key=manifest.batch, instance=instance, resources={"store": store})
+    assert result.success
+    (mat,) = result.asset_materializations_for_node("raw_posters")
+    assert mat.metadata["ok"].value == sum(s == "ok" for s in expected.values())
+    assert mat.metadata["quarantined"].value == sum(s == "quarantined" for s in expected.values())
+    assert "data:image/jpeg;base64," in mat.metadata["preview"].value
+    assert "zero_bytes.jpg" in mat.metadata["quarantine_reasons"].value
+    n = store.db.query("SELECT count(*) FROM raw_posters WHERE batch = ?", [manifest.batch])[0][0]
+    assert n == len(expected)
+
+
+def _age(folder: Path, seconds: float = 60) -> None:
+    past = time.time() - seconds
+    for p in folder.iterdir():
+        os.utime(p, (past, past))
+
+
+def test_sensor_requests_a_run_for_new_files_only(store: PosterStore, instance) -> None:
+    inbox = store.home_path / "inbox"
+    write_bad_inputs(inbox)
+    _age(inbox)
+    ctx = dg.build_sensor_context(instance=instance, resources={"store": store})
+    result = inbox_sensor(ctx)
+    assert isinstance(result, dg.SensorResult)
+    (req,) = result.run_requests
+    (add,) = result.dynamic_partitions_requests
+    assert add.partition_keys == [req.partition_key]
+    assert (store.batches_dir / f"{req.partition_key}.json").exists()
+
+    again = inbox_sensor(dg.build_sensor_context(instance=instance, resources={"store": store}))
+    assert isinstance(again, dg.SkipReason)
+
+    (inbox / "late arrival.png").write_bytes((inbox / "affiche_été_ünïcødé.png").read_bytes())
+    fresh = inbox_sensor(dg.build_sensor_context(instance=instance, resources={"store": store}))
+    assert isinstance(fresh, dg.SkipReason) and "settling" in fresh.skip_message
+    _age(inbox)
+    later = inbox_sensor(dg.build_sensor_context(instance=instance, resources={"store": store}))
+    assert isinstance(later, dg.SensorResult) and len(later.run_requests) == 1
