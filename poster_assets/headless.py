@@ -19,6 +19,10 @@ from poster_assets.ingest.sidecar import find_sidecar
 from poster_assets.storage.resource import PosterStore
 
 
+# Step-level DEBUG events belong in the UI's run log, not on a person's terminal.
+_QUIET = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
+
+
 def instance() -> dg.DagsterInstance:
     """The persistent instance under ``$DAGSTER_HOME`` (default ``<home>/dagster``)."""
     home = Path(os.environ.setdefault("DAGSTER_HOME", str(settings.dagster_home())))
@@ -47,7 +51,11 @@ def run_batch(inst: dg.DagsterInstance, batch: str, only_raw: bool = False) -> d
     job = defs.resolve_job_def("batch_job")
     selection = [dg.AssetKey("raw_posters")] if only_raw else None
     return job.execute_in_process(
-        partition_key=batch, instance=inst, raise_on_error=False, asset_selection=selection
+        partition_key=batch,
+        instance=inst,
+        raise_on_error=False,
+        asset_selection=selection,
+        run_config=_QUIET,
     )
 
 

@@ -44,4 +44,67 @@ CREATE TABLE IF NOT EXISTS extractions (
 );
 """
 
-SCHEMA_SQL = RAW_POSTERS + EXTRACTIONS
+OCR_TEXT = """
+CREATE TABLE IF NOT EXISTS ocr_text (
+    poster_id      VARCHAR NOT NULL,
+    model_version  VARCHAR NOT NULL,
+    line_index     INTEGER NOT NULL,   -- reading order: top to bottom, left to right
+    text           VARCHAR NOT NULL,
+    confidence     DOUBLE NOT NULL,
+    polygon        DOUBLE[8] NOT NULL, -- x0 y0 x1 y1 x2 y2 x3 y3, clockwise from top-left
+    box            INTEGER[4] NOT NULL,-- x0 y0 x1 y1 (exclusive), pixels of the upright image
+    PRIMARY KEY (poster_id, model_version, line_index)
+);
+"""
+
+DEPTH_MAPS = """
+CREATE TABLE IF NOT EXISTS depth_maps (
+    poster_id      VARCHAR NOT NULL,
+    model_version  VARCHAR NOT NULL,
+    depth_path     VARCHAR NOT NULL,   -- 16-bit PNG, 65535 = nearest
+    width          INTEGER NOT NULL,
+    height         INTEGER NOT NULL,
+    depth_min      DOUBLE NOT NULL,    -- before normalisation to [0, 1]
+    depth_max      DOUBLE NOT NULL,
+    depth_mean     DOUBLE NOT NULL,
+    histogram      DOUBLE[32] NOT NULL,-- share of pixels per depth bin, far to near
+    modes          DOUBLE[] NOT NULL,  -- depth values of the histogram's peaks
+    PRIMARY KEY (poster_id, model_version)
+);
+"""
+
+FOREGROUND_MASKS = """
+CREATE TABLE IF NOT EXISTS foreground_masks (
+    poster_id      VARCHAR NOT NULL,
+    model_version  VARCHAR NOT NULL,
+    mask_path      VARCHAR NOT NULL,   -- 8-bit PNG of foreground probability
+    area_fraction  DOUBLE NOT NULL,    -- share of pixels with probability >= 0.5
+    bbox           INTEGER[4],         -- of those pixels; NULL when there are none
+    mean_probability DOUBLE NOT NULL,
+    PRIMARY KEY (poster_id, model_version)
+);
+"""
+
+LAYER_MASKS = """
+CREATE TABLE IF NOT EXISTS layer_masks (
+    poster_id      VARCHAR NOT NULL,
+    model_version  VARCHAR NOT NULL,   -- method + hash of the three input versions
+    layer_index    INTEGER NOT NULL,   -- value of this layer in the label PNG
+    depth_rank     INTEGER NOT NULL,   -- 0 = farthest
+    role           VARCHAR NOT NULL CHECK (role IN ('title', 'subject', 'background', 'other')),
+    area_fraction  DOUBLE NOT NULL,
+    bbox           INTEGER[4] NOT NULL,
+    mean_depth     DOUBLE NOT NULL,
+    k              INTEGER NOT NULL,   -- layers in this poster
+    title_text     VARCHAR,            -- on the title layer: the OCR text chosen as the title
+    title_box      INTEGER[4],
+    labels_path    VARCHAR NOT NULL,   -- 8-bit PNG, pixel value = layer_index
+    method_version VARCHAR NOT NULL,
+    depth_version  VARCHAR NOT NULL,
+    foreground_version VARCHAR NOT NULL,
+    ocr_version    VARCHAR NOT NULL,
+    PRIMARY KEY (poster_id, model_version, layer_index)
+);
+"""
+
+SCHEMA_SQL = RAW_POSTERS + EXTRACTIONS + OCR_TEXT + DEPTH_MAPS + FOREGROUND_MASKS + LAYER_MASKS

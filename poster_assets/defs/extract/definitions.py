@@ -1,0 +1,10 @@
+import dagster as dg
+
+from poster_assets.defs.extract.assets import depth_maps, foreground_masks, layer_masks, ocr_text
+from poster_assets.defs.extract.model_sources import model_sources
+from poster_assets.defs.extract.resources import ModelsResource
+
+defs = dg.Definitions(
+    assets=[*model_sources, ocr_text, depth_maps, foreground_masks, layer_masks],
+    resources={"models": ModelsResource()},
+)

@@ -1,0 +1,1 @@
+"""Per-poster extraction: the loop every extractor shares, and what each one writes."""

@@ -1,0 +1,162 @@
+"""The loop every extractor shares.
+
+Inside a batch an extractor touches only ok posters that have no ``extractions`` row for its
+current version, so a re-run does no repeated work and a model change redoes everything it
+produced. Results are written a chunk at a time, each chunk in one transaction together with
+its ``extractions`` rows: a crash loses at most the chunk in flight, never leaves half of one.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from poster_assets.ingest.decode import decode_image
+from poster_assets.storage.blobs import BlobStore
+from poster_assets.storage.database import Database
+
+log = logging.getLogger(__name__)
+
+Rows = dict[str, list[dict[str, Any]]]  # table -> rows
+
+
+@dataclass(frozen=True)
+class PosterRef:
+    poster_id: str
+    original_path: str
+    file_name: str
+
+
+@dataclass
+class Outcome:
+    poster_id: str
+    rows: Rows = field(default_factory=dict)
+    error: str | None = None
+    seconds: float = 0.0
+
+
+@dataclass
+class ExtractionStats:
+    asset: str
+    version: str
+    in_batch: int = 0
+    up_to_date: int = 0
+    processed: int = 0
+    failed: int = 0
+    seconds: float = 0.0
+    errors: list[tuple[str, str]] = field(default_factory=list)
+    done_ids: list[str] = field(default_factory=list)
+
+    @property
+    def posters_per_s(self) -> float:
+        return self.processed / self.seconds if self.seconds else 0.0
+
+
+def batch_posters(db: Database, batch: str) -> list[PosterRef]:
+    rows = db.query(
+        "SELECT poster_id, original_path, file_name FROM raw_posters "
+        "WHERE batch = ? AND status = 'ok' ORDER BY file_name",
+        [batch],
+    )
+    return [PosterRef(*r) for r in rows]
+
+
+def pending_posters(db: Database, batch: str, asset: str, version: str) -> tuple[list[PosterRef], int]:
+    """(posters still to do at ``version``, how many ok posters the batch has)."""
+    everything = batch_posters(db, batch)
+    done = {
+        r[0]
+        for r in db.query(
+            "SELECT e.poster_id FROM extractions e JOIN raw_posters r USING (poster_id) "
+            "WHERE r.batch = ? AND e.asset = ? AND e.model_version = ?",
+            [batch, asset, version],
+        )
+    }
+    return [p for p in everything if p.poster_id not in done], len(everything)
+
+
+def load_rgb(blobs: BlobStore, ref: PosterRef) -> np.ndarray:
+    """The upright RGB poster, decoded exactly as at ingest."""
+    return decode_image(blobs.abspath(ref.original_path).read_bytes(), max_pixels=2**62, min_side=1).rgb_array()
+
+
+ChunkFn = Callable[[Sequence[PosterRef]], list[Outcome]]
+
+
+def guarded(one: Callable[[PosterRef], Rows]) -> ChunkFn:
+    """Run ``one`` per poster; an exception fails that poster only, with its reason recorded."""
+
+    def chunk(refs: Sequence[PosterRef]) -> list[Outcome]:
+        out = []
+        for ref in refs:
+            t0 = time.perf_counter()
+            try:
+                out.append(Outcome(ref.poster_id, one(ref), seconds=time.perf_counter() - t0))
+            except Exception as exc:  # noqa: BLE001 - one bad poster must not stop the batch
+                log.warning("poster %s failed: %s", ref.file_name, traceback.format_exc(limit=3))
+                out.append(Outcome(ref.poster_id, error=f"{type(exc).__name__}: {exc}"))
+        return out
+
+    return chunk
+
+
+def run_extraction(
+    db: Database,
+    asset: str,
+    version: str,
+    batch: str,
+    process: ChunkFn,
+    chunk_size: int = 16,
+    progress: Callable[[int, int], None] | None = None,
+) -> ExtractionStats:
+    todo, total = pending_posters(db, batch, asset, version)
+    stats = ExtractionStats(asset, version, in_batch=total, up_to_date=total - len(todo))
+    t0 = time.perf_counter()
+    for start in range(0, len(todo), chunk_size):
+        outcomes = process(todo[start : start + chunk_size])
+        _write_chunk(db, asset, version, batch, outcomes)
+        for o in outcomes:
+            if o.error:
+                stats.failed += 1
+                stats.errors.append((o.poster_id, o.error))
+            else:
+                stats.processed += 1
+                stats.done_ids.append(o.poster_id)
+        if progress:
+            progress(min(start + chunk_size, len(todo)), len(todo))
+    stats.seconds = time.perf_counter() - t0
+    return stats
+
+
+def _write_chunk(db: Database, asset: str, version: str, batch: str, outcomes: list[Outcome]) -> None:
+    now = dt.datetime.now(dt.UTC)
+    by_table: dict[str, list[dict[str, Any]]] = {}
+    for o in outcomes:
+        for table, rows in o.rows.items():
+            by_table.setdefault(table, []).extend(rows)
+    ids = [o.poster_id for o in outcomes]
+    with db.transaction() as conn:
+        for table, rows in by_table.items():
+            # A poster that failed before at this version may have left nothing; one that is being
+            # redone must not keep stale detail rows beside the new ones.
+            conn.execute(f"DELETE FROM {table} WHERE model_version = ? AND poster_id IN ?", [version, ids])
+            if rows:
+                cols = list(rows[0])
+                conn.executemany(
+                    f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' for _ in cols)})",
+                    [[r[c] for c in cols] for r in rows],
+                )
+        conn.executemany(
+            "INSERT OR REPLACE INTO extractions VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                [asset, o.poster_id, version, "failed" if o.error else "ok", o.error, batch, o.seconds, now]
+                for o in outcomes
+            ],
+        )
