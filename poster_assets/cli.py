@@ -126,6 +126,76 @@ def demo(n: int, seed: int) -> None:
         raise click.ClickException(f"failed batches: {', '.join(failed)}")
 
 
+@main.group()
+def models() -> None:
+    """The model registry: what is present, pulled, verified, or replaced by a fallback."""
+
+
+def _status_rows(statuses) -> list[tuple[str, ...]]:
+    return [
+        (s.spec.name, s.spec.task, s.spec.version, s.state, s.in_use, s.reason or "")
+        for s in statuses
+    ]
+
+
+@models.command("list")
+def models_list() -> None:
+    """Each registered model with its status (present / missing / fallback in use)."""
+    from poster_assets.models.registry import list_specs
+    from poster_assets.models.store import model_status
+
+    statuses = [model_status(spec, settings.models_dir()) for spec in list_specs(settings.models_dir())]
+    click.echo(_format_table(["name", "task", "version", "status", "in use", "why"], _status_rows(statuses), 60))
+
+
+@models.command("pull")
+@click.argument("name")
+@click.option("--timeout", default=60.0, show_default=True, help="Seconds to wait for the download.")
+def models_pull(name: str, timeout: float) -> None:
+    """Download NAME from its public source, verify its sha256 and put it in place atomically."""
+    from poster_assets.models.registry import UnknownModelError
+    from poster_assets.models.store import ModelUnavailableError, pull
+
+    try:
+        status = pull(name, timeout=timeout, models_dir=settings.models_dir())
+    except (UnknownModelError, ModelUnavailableError) as exc:
+        raise click.ClickException(str(exc).strip("'\"")) from None
+    click.echo(f"{name}: {status.state} at {status.path}")
+
+
+@models.command("verify")
+def models_verify() -> None:
+    """Re-hash every model file that is present."""
+    from poster_assets.models.store import verify
+
+    statuses = verify(settings.models_dir())
+    click.echo(_format_table(["name", "task", "version", "status", "in use", "why"], _status_rows(statuses), 60))
+    if any(s.sha256_ok is False for s in statuses):
+        raise click.ClickException("some model files do not match their pinned sha256")
+
+
+@main.command()
+@click.option("--details", is_flag=True, help="Also list every poster whose title was not read exactly.")
+def evaluate(details: bool) -> None:
+    """Extraction quality against the demo corpus's ground truth (title, layers, foreground)."""
+    from poster_assets.extract.evaluate import evaluate as run_evaluation
+
+    store = _store()
+    try:
+        result = run_evaluation(store.db, store.blobs)
+    except FileNotFoundError as exc:
+        raise click.ClickException(str(exc)) from None
+    if not result.posters:
+        raise click.ClickException("no extracted poster has ground truth; run `make demo` first")
+    click.echo(f"{result.posters} posters with ground truth")
+    for kind, version in result.versions.items():
+        click.echo(f"  {kind:<10} {version}")
+    click.echo(_format_table(["metric", "value", "target", "verdict"], result.table()))
+    if details:
+        misses = [(r["file"], r["truth"], r["read"], f"{r['cer']:.2f}") for r in result.per_poster if not r["exact"]]
+        click.echo(_format_table(["file", "truth", "read", "cer"], misses))
+
+
 @main.command()
 @click.option("--port", default=3000, show_default=True)
 def ui(port: int) -> None:

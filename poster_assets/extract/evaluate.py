@@ -1,0 +1,117 @@
+"""Extraction quality against the demo corpus's ground truth.
+
+Posters are matched to ground truth by the folder they were ingested from (which holds
+``ground_truth.jsonl``) and their file name; a user's own posters simply have none.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from poster_assets.demo.ground_truth import GroundTruth, load_ground_truth
+from poster_assets.storage.blobs import BlobStore
+from poster_assets.storage.database import Database
+from poster_assets.vision.metrics import box_iou, character_error_rate, mask_iou, share_inside
+
+# Targets from the extraction issue, on the default demo corpus with the offline models.
+TARGETS = {
+    "title_exact_match": (">=", 0.90),
+    "title_cer": ("<=", 0.03),
+    "title_box_iou": (">=", 0.75),
+    "title_pixels_in_title_layer": (">=", 0.80),
+    "foreground_iou": (">=", 0.60),
+}
+
+
+@dataclass
+class Evaluation:
+    posters: int = 0
+    metrics: dict[str, float] = field(default_factory=dict)
+    per_poster: list[dict] = field(default_factory=list)
+    versions: dict[str, str] = field(default_factory=dict)
+
+    def verdicts(self) -> dict[str, bool]:
+        out = {}
+        for name, (op, target) in TARGETS.items():
+            value = self.metrics.get(name)
+            out[name] = value is not None and (value >= target if op == ">=" else value <= target)
+        return out
+
+    def table(self) -> list[tuple[str, str, str, str]]:
+        verdicts = self.verdicts()
+        rows = []
+        for name, (op, target) in TARGETS.items():
+            value = self.metrics.get(name)
+            shown = "n/a" if value is None else f"{value:.3f}"
+            rows.append((name, shown, f"{op} {target}", "pass" if verdicts[name] else "MISS"))
+        return rows
+
+
+def _normalise(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _latest_layer_rows(db: Database) -> list[tuple]:
+    """The title layer of each poster at its newest layer version, with its input versions."""
+    return db.query(
+        """
+        SELECT r.poster_id, r.source_uri, l.title_text, l.title_box, l.labels_path, l.layer_index,
+               l.model_version, l.depth_version, l.foreground_version, l.ocr_version
+        FROM raw_posters r
+        JOIN layer_masks l USING (poster_id)
+        WHERE r.status = 'ok' AND l.role = 'title'
+        QUALIFY row_number() OVER (PARTITION BY r.poster_id, r.source_uri ORDER BY l.model_version DESC) = 1
+        """
+    )
+
+
+def evaluate(db: Database, blobs: BlobStore, limit: int | None = None) -> Evaluation:
+    gt_cache: dict[Path, dict[str, GroundTruth]] = {}
+    result = Evaluation()
+    rows = _latest_layer_rows(db)
+    for poster_id, source_uri, title_text, title_box, labels_path, layer_index, lv, dv, fv, ov in rows:
+        folder = Path(source_uri).parent
+        if folder not in gt_cache:
+            gt_cache[folder] = load_ground_truth(folder) if (folder / "ground_truth.jsonl").exists() else {}
+        truth = gt_cache[folder].get(Path(source_uri).name)
+        if truth is None:
+            continue
+        result.versions = {"layers": lv, "depth": dv, "foreground": fv, "ocr": ov}
+        fg_path = db.query(
+            "SELECT mask_path FROM foreground_masks WHERE poster_id = ? AND model_version = ?", [poster_id, fv]
+        )
+        with Image.open(blobs.abspath(labels_path)) as im:
+            labels = np.asarray(im)
+        title_ink = truth.title_mask_array()
+        row = {
+            "file": truth.file,
+            "truth": truth.title,
+            "read": title_text or "",
+            "exact": _normalise(title_text or "") == _normalise(truth.title),
+            "cer": character_error_rate(title_text or "", truth.title),
+            "box_iou": box_iou(title_box, truth.title_box) if title_box else 0.0,
+            "title_in_layer": share_inside(title_ink, labels == layer_index),
+        }
+        if fg_path:
+            with Image.open(blobs.abspath(fg_path[0][0])) as im:
+                fg = np.asarray(im.convert("L")) >= 128
+            row["fg_iou"] = mask_iou(fg, truth.foreground_mask_array())
+        result.per_poster.append(row)
+        if limit and len(result.per_poster) >= limit:
+            break
+    # Posters whose OCR found no title have no title layer: they count as misses.
+    result.posters = len(result.per_poster)
+    if result.per_poster:
+        pp = result.per_poster
+        result.metrics = {
+            "title_exact_match": float(np.mean([r["exact"] for r in pp])),
+            "title_cer": float(np.mean([r["cer"] for r in pp])),
+            "title_box_iou": float(np.mean([r["box_iou"] for r in pp])),
+            "title_pixels_in_title_layer": float(np.mean([r["title_in_layer"] for r in pp])),
+            "foreground_iou": float(np.mean([r["fg_iou"] for r in pp if "fg_iou" in r] or [0.0])),
+        }
+    return result
