@@ -42,10 +42,24 @@ def demo_corpus(out: Path, n: int, seed: int) -> None:
     click.echo(f"{summary.n} posters in {out} ({time.perf_counter() - t0:.1f} s)")
 
 
+@main.command("bad-inputs")
+@click.argument("out", type=click.Path(file_okay=False, path_type=Path))
+def bad_inputs(out: Path) -> None:
+    """Write a folder of broken and awkward image files (and what ingest should say of each)."""
+    from poster_assets.demo.bad_inputs import write_bad_inputs
+
+    expected = write_bad_inputs(out)
+    for name, status in sorted(expected.items()):
+        click.echo(f"{status:<12} {name}")
+
+
 @main.command()
 @click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--sidecar", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="CSV or JSON-lines with file, title, genres, year (default: FOLDER/sidecar.jsonl|csv).")
+@click.option(
+    "--sidecar",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="CSV or JSON-lines with file, title, genres, year (default: FOLDER/sidecar.jsonl|csv).",
+)
 @click.option("--recursive/--no-recursive", default=False, show_default=True, help="Descend into subfolders.")
 @click.option("--extract", is_flag=True, help="Also run every extractor on the new batch.")
 def ingest(folder: Path, sidecar: Path | None, recursive: bool, extract: bool) -> None:
@@ -82,7 +96,9 @@ def run(every: bool) -> None:
 
 @main.command()
 @click.argument("query")
-@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
+@click.option(
+    "--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True
+)
 def sql(query: str, fmt: str) -> None:
     """Run one read-only SELECT on the poster database."""
     from poster_assets.storage.readonly_sql import ReadOnlySqlError, run_readonly
@@ -132,10 +148,7 @@ def models() -> None:
 
 
 def _status_rows(statuses) -> list[tuple[str, ...]]:
-    return [
-        (s.spec.name, s.spec.task, s.spec.version, s.state, s.in_use, s.reason or "")
-        for s in statuses
-    ]
+    return [(s.spec.name, s.spec.task, s.spec.version, s.state, s.in_use, s.reason or "") for s in statuses]
 
 
 @models.command("list")
@@ -145,7 +158,9 @@ def models_list() -> None:
     from poster_assets.models.store import model_status
 
     statuses = [model_status(spec, settings.models_dir()) for spec in list_specs(settings.models_dir())]
-    click.echo(_format_table(["name", "task", "version", "status", "in use", "why"], _status_rows(statuses), 60))
+    click.echo(
+        _format_table(["name", "task", "version", "status", "in use", "why"], _status_rows(statuses), 60)
+    )
 
 
 @models.command("pull")
@@ -169,7 +184,9 @@ def models_verify() -> None:
     from poster_assets.models.store import verify
 
     statuses = verify(settings.models_dir())
-    click.echo(_format_table(["name", "task", "version", "status", "in use", "why"], _status_rows(statuses), 60))
+    click.echo(
+        _format_table(["name", "task", "version", "status", "in use", "why"], _status_rows(statuses), 60)
+    )
     if any(s.sha256_ok is False for s in statuses):
         raise click.ClickException("some model files do not match their pinned sha256")
 
@@ -192,7 +209,9 @@ def evaluate(details: bool) -> None:
         click.echo(f"  {kind:<10} {version}")
     click.echo(_format_table(["metric", "value", "target", "verdict"], result.table()))
     if details:
-        misses = [(r["file"], r["truth"], r["read"], f"{r['cer']:.2f}") for r in result.per_poster if not r["exact"]]
+        misses = [
+            (r["file"], r["truth"], r["read"], f"{r['cer']:.2f}") for r in result.per_poster if not r["exact"]
+        ]
         click.echo(_format_table(["file", "truth", "read", "cer"], misses))
 
 
@@ -217,14 +236,13 @@ def _run_sql(store: PosterStore, query: str) -> tuple[list[str], list[tuple[Any,
 
 
 def _print_status_counts(store: PosterStore, batch: str) -> None:
-    _, rows = _run_sql(
-        store,
-        f"SELECT status, count(*) AS n FROM raw_posters WHERE batch = '{batch}' GROUP BY ALL ORDER BY 1",
+    counts = store.db.query(
+        "SELECT status, count(*) FROM raw_posters WHERE batch = ? GROUP BY ALL ORDER BY 1", [batch]
     )
-    click.echo(", ".join(f"{n} {status}" for status, n in rows) or "no new rows")
-    _, bad = _run_sql(
-        store,
-        f"SELECT file_name, reason FROM raw_posters WHERE batch = '{batch}' AND status = 'quarantined' ORDER BY 1",
+    click.echo(", ".join(f"{n} {status}" for status, n in counts) or "no new rows")
+    bad = store.db.query(
+        "SELECT file_name, reason FROM raw_posters WHERE batch = ? AND status = 'quarantined' ORDER BY 1",
+        [batch],
     )
     for name, reason in bad:
         click.echo(f"  quarantined {name}: {reason}")
@@ -232,7 +250,9 @@ def _print_status_counts(store: PosterStore, batch: str) -> None:
 
 def _emit(columns: list[str], rows: list[tuple[Any, ...]], fmt: str) -> None:
     if fmt == "json":
-        click.echo(json.dumps([dict(zip(columns, r, strict=True)) for r in rows], default=_json_default, indent=1))
+        click.echo(
+            json.dumps([dict(zip(columns, r, strict=True)) for r in rows], default=_json_default, indent=1)
+        )
     elif fmt == "csv":
         writer = csv.writer(sys.stdout)
         writer.writerow(columns)

@@ -18,7 +18,6 @@ from poster_assets.ingest.batches import BatchManifest, known_files, new_batch, 
 from poster_assets.ingest.sidecar import find_sidecar
 from poster_assets.storage.resource import PosterStore
 
-
 # Step-level DEBUG events belong in the UI's run log, not on a person's terminal.
 _QUIET = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
 
@@ -31,7 +30,9 @@ def instance() -> dg.DagsterInstance:
     return dg.DagsterInstance.get()
 
 
-def plan_batch(store: PosterStore, folder: Path, sidecar: Path | None, recursive: bool) -> BatchManifest | None:
+def plan_batch(
+    store: PosterStore, folder: Path, sidecar: Path | None, recursive: bool
+) -> BatchManifest | None:
     """A manifest of the folder's files that no earlier batch holds, or None if there are none."""
     folder = Path(folder).resolve()
     sidecar = Path(sidecar).resolve() if sidecar else find_sidecar(folder)

@@ -21,7 +21,9 @@ def ingested(tmp_path: Path, home: Path) -> Path:
 
 
 def test_ingest_then_query(ingested: Path) -> None:
-    out = CliRunner().invoke(main, ["sql", "SELECT status, count(*) AS n FROM raw_posters GROUP BY ALL", "--format", "json"])
+    out = CliRunner().invoke(
+        main, ["sql", "SELECT status, count(*) AS n FROM raw_posters GROUP BY ALL", "--format", "json"]
+    )
     assert out.exit_code == 0, out.output
     counts = {r["status"]: r["n"] for r in json.loads(out.output)}
     assert counts == {"ok": 10, "quarantined": 5, "duplicate": 1}

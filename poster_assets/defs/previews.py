@@ -35,7 +35,9 @@ def thumbnail_sheet(blobs: BlobStore, items: Sequence[tuple[str, str]], limit: i
     return contact_sheet(tiles, captions, columns=8, tile_width=128)
 
 
-def markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]], limit: int = 50) -> dg.MetadataValue:
+def markdown_table(
+    header: Sequence[str], rows: Sequence[Sequence[object]], limit: int = 50
+) -> dg.MetadataValue:
     def cell(v: object) -> str:
         return str(v).replace("|", "\\|").replace("\n", " ")
 

@@ -82,7 +82,8 @@ def evaluate(db: Database, blobs: BlobStore, limit: int | None = None) -> Evalua
             continue
         result.versions = {"layers": lv, "depth": dv, "foreground": fv, "ocr": ov}
         fg_path = db.query(
-            "SELECT mask_path FROM foreground_masks WHERE poster_id = ? AND model_version = ?", [poster_id, fv]
+            "SELECT mask_path FROM foreground_masks WHERE poster_id = ? AND model_version = ?",
+            [poster_id, fv],
         )
         with Image.open(blobs.abspath(labels_path)) as im:
             labels = np.asarray(im)

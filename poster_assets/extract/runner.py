@@ -84,7 +84,9 @@ def pending_posters(db: Database, batch: str, asset: str, version: str) -> tuple
 
 def load_rgb(blobs: BlobStore, ref: PosterRef) -> np.ndarray:
     """The upright RGB poster, decoded exactly as at ingest."""
-    return decode_image(blobs.abspath(ref.original_path).read_bytes(), max_pixels=2**62, min_side=1).rgb_array()
+    return decode_image(
+        blobs.abspath(ref.original_path).read_bytes(), max_pixels=2**62, min_side=1
+    ).rgb_array()
 
 
 ChunkFn = Callable[[Sequence[PosterRef]], list[Outcome]]

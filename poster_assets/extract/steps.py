@@ -116,7 +116,10 @@ def read_mask(blobs: BlobStore, path: str) -> np.ndarray:
 
 
 def compute_layers(
-    rgb: np.ndarray, depth: np.ndarray, foreground: np.ndarray, ocr_items: Sequence[tuple[list[int], str, float]]
+    rgb: np.ndarray,
+    depth: np.ndarray,
+    foreground: np.ndarray,
+    ocr_items: Sequence[tuple[list[int], str, float]],
 ) -> tuple[list[LayerInfo], TitleChoice | None]:
     split = split_layers(depth, rgb=rgb)
     layers = assign_roles(split, list(ocr_items), foreground, rgb=rgb)
@@ -132,7 +135,9 @@ def layer_rows(
 ) -> Rows:
     buf = io.BytesIO()
     Image.fromarray(labels_from_layers(layers).astype(np.uint8)).save(buf, format="PNG")
-    path = blobs.write_bytes(f"layers/{version_slug(versions['layers'])}", ref.poster_id, ".png", buf.getvalue())
+    path = blobs.write_bytes(
+        f"layers/{version_slug(versions['layers'])}", ref.poster_id, ".png", buf.getvalue()
+    )
     return {
         "layer_masks": [
             {

@@ -36,10 +36,7 @@ def _materialize(store: PosterStore, instance, batch: str) -> dict[str, dg.Asset
         resources={"store": store, "models": ModelsResource(models_dir=str(store.home_path / "models"))},
     )
     assert result.success
-    return {
-        name: result.asset_materializations_for_node(name)[0]
-        for name in ["raw_posters", *EXTRACTORS]
-    }
+    return {name: result.asset_materializations_for_node(name)[0] for name in ["raw_posters", *EXTRACTORS]}
 
 
 def test_extractors_fill_every_table_and_rerun_does_no_work(store: PosterStore, instance, batch: str) -> None:
@@ -67,8 +64,8 @@ def test_extractors_fill_every_table_and_rerun_does_no_work(store: PosterStore, 
 
     # Layers: roles are known, each poster has one title and one subject layer.
     roles = store.db.query(
-        "SELECT poster_id, count(*) FILTER (role = 'title'), count(*) FILTER (role = 'subject'), any_value(k) "
-        "FROM layer_masks GROUP BY ALL"
+        "SELECT poster_id, count(*) FILTER (role = 'title'), count(*) FILTER (role = 'subject'), "
+        "any_value(k) FROM layer_masks GROUP BY ALL"
     )
     assert all(t == 1 and s == 1 and 2 <= k <= 7 for _, t, s, k in roles), roles
 

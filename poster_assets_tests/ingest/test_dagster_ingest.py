@@ -26,7 +26,9 @@ def test_materialize_raw_posters_writes_rows(tmp_path: Path, store: PosterStore,
     manifest = plan_batch(store, tmp_path / "in", None, recursive=False)
     manifest.save(store.batches_dir)
     instance.add_dynamic_partitions(BATCHES, [manifest.batch])
-    result = dg.materialize([raw_posters], partition_key=manifest.batch, instance=instance, resources={"store": store})
+    result = dg.materialize(
+        [raw_posters], partition_key=manifest.batch, instance=instance, resources={"store": store}
+    )
     assert result.success
     (mat,) = result.asset_materializations_for_node("raw_posters")
     assert mat.metadata["ok"].value == sum(s == "ok" for s in expected.values())

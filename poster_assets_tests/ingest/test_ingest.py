@@ -56,7 +56,9 @@ def test_same_bytes_in_a_later_batch_is_a_duplicate(tmp_path: Path, store: Poste
     (tmp_path / "b").mkdir()
     (tmp_path / "b" / "again.jpg").write_bytes((tmp_path / "a" / "good poster.jpg").read_bytes())
     _ingest(store, tmp_path / "b")
-    status, dup_of = store.db.query("SELECT status, duplicate_of FROM raw_posters WHERE file_name = 'again.jpg'")[0]
+    status, dup_of = store.db.query(
+        "SELECT status, duplicate_of FROM raw_posters WHERE file_name = 'again.jpg'"
+    )[0]
     assert status == "duplicate" and dup_of.endswith("good poster.jpg")
 
 

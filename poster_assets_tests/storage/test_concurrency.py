@@ -14,9 +14,7 @@ from poster_assets.storage.resource import PosterStore
 def _hold_write_lock(db_path: str, held: mp.Event, seconds: float) -> None:
     db = Database(Path(db_path))
     with db.transaction() as conn:
-        conn.execute(
-            "INSERT INTO extractions VALUES ('lock-holder', 'x', 'v', 'ok', NULL, 'b', 0, now())"
-        )
+        conn.execute("INSERT INTO extractions VALUES ('lock-holder', 'x', 'v', 'ok', NULL, 'b', 0, now())")
         held.set()
         time.sleep(seconds)
 
@@ -67,7 +65,9 @@ def test_busy_database_error_is_clear(tmp_path: Path, store: PosterStore) -> Non
     holder = ctx.Process(target=_hold_write_lock, args=(str(store.db_path), held, 3.0))
     holder.start()
     assert held.wait(60)
-    with pytest.raises(DatabaseBusyError, match="locked by another process"):
-        with Database(store.db_path, lock_timeout_s=0.3).connect():
-            pass
+    with (
+        pytest.raises(DatabaseBusyError, match="locked by another process"),
+        Database(store.db_path, lock_timeout_s=0.3).connect(),
+    ):
+        pass
     holder.join(30)

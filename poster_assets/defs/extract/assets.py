@@ -54,7 +54,9 @@ def _refs(store: PosterStore, ids: list[str]) -> list[PosterRef]:
     kinds={"openvino", "duckdb"},
     code_version="ocr-v1",
 )
-def ocr_text(context: dg.AssetExecutionContext, store: PosterStore, models: ModelsResource) -> dg.MaterializeResult:
+def ocr_text(
+    context: dg.AssetExecutionContext, store: PosterStore, models: ModelsResource
+) -> dg.MaterializeResult:
     """Text lines per poster from PP-OCR (rapidocr on OpenVINO): polygon, box, text, confidence,
     reading order and the model versions that read them."""
     engine = models.ocr()
@@ -63,7 +65,12 @@ def ocr_text(context: dg.AssetExecutionContext, store: PosterStore, models: Mode
         return steps.ocr_rows(ref, engine.read(load_rgb(store.blobs, ref)), engine.version)
 
     stats = run_extraction(
-        store.db, "ocr_text", engine.version, context.partition_key, guarded(one), progress=_progress(context, "ocr")
+        store.db,
+        "ocr_text",
+        engine.version,
+        context.partition_key,
+        guarded(one),
+        progress=_progress(context, "ocr"),
     )
     extra = {}
     refs = _refs(store, stats.done_ids)
@@ -72,13 +79,22 @@ def ocr_text(context: dg.AssetExecutionContext, store: PosterStore, models: Mode
         for ref in refs:
             rgb = load_rgb(store.blobs, ref)
             items = store.db.query(
-                "SELECT box, text FROM ocr_text WHERE poster_id = ? AND model_version = ? ORDER BY line_index",
+                "SELECT box, text FROM ocr_text WHERE poster_id = ? AND model_version = ? "
+                "ORDER BY line_index",
                 [ref.poster_id, engine.version],
             )
-            tiles.append(extraction_panel(rgb, np.zeros(rgb.shape[:2], np.float32), np.zeros(rgb.shape[:2], np.int32),
-                                          ocr_boxes=[b for b, _ in items]).crop((0, 0, 160, 10_000)))
+            tiles.append(
+                extraction_panel(
+                    rgb,
+                    np.zeros(rgb.shape[:2], np.float32),
+                    np.zeros(rgb.shape[:2], np.int32),
+                    ocr_boxes=[b for b, _ in items],
+                ).crop((0, 0, 160, 10_000))
+            )
             captions.append(items[0][1] if items else "(no text)")
-        extra["preview"] = image_markdown(contact_sheet(tiles, captions, columns=6, tile_width=160), "OCR boxes")
+        extra["preview"] = image_markdown(
+            contact_sheet(tiles, captions, columns=6, tile_width=160), "OCR boxes"
+        )
         extra["engines"] = str(engine.engines)
     return dg.MaterializeResult(metadata=_metadata(stats, extra))
 
@@ -104,7 +120,9 @@ def _dense_asset(kind: str):
         code_version=f"{kind}-v1",
         description=doc,
     )
-    def _asset(context: dg.AssetExecutionContext, store: PosterStore, models: ModelsResource) -> dg.MaterializeResult:
+    def _asset(
+        context: dg.AssetExecutionContext, store: PosterStore, models: ModelsResource
+    ) -> dg.MaterializeResult:
         estimator = models.depth() if kind == "depth" else models.foreground()
         if not estimator.neural:
             context.log.warning(f"{asset_name}: using fallback {estimator.version} ({estimator.reason})")
@@ -113,7 +131,10 @@ def _dense_asset(kind: str):
         def chunk(refs):
             images = [load_rgb(store.blobs, r) for r in refs]
             maps = estimator.predict_batch(images)
-            return {r.poster_id: to_rows(r, m, estimator.version, store.blobs) for r, m in zip(refs, maps, strict=True)}
+            return {
+                r.poster_id: to_rows(r, m, estimator.version, store.blobs)
+                for r, m in zip(refs, maps, strict=True)
+            }
 
         def process(refs):
             # Batch through the network; on an error, redo one by one so only the bad poster fails.
@@ -124,7 +145,12 @@ def _dense_asset(kind: str):
                 return guarded(lambda r: chunk([r])[r.poster_id])(refs)
 
         stats = run_extraction(
-            store.db, asset_name, estimator.version, context.partition_key, process, progress=_progress(context, kind)
+            store.db,
+            asset_name,
+            estimator.version,
+            context.partition_key,
+            process,
+            progress=_progress(context, kind),
         )
         extra: dict = {"neural": estimator.neural}
         if not estimator.neural:
@@ -164,7 +190,9 @@ foreground_masks = _dense_asset("foreground")
     kinds={"scikit-learn", "duckdb"},
     code_version=steps.LAYERS_METHOD_VERSION,
 )
-def layer_masks(context: dg.AssetExecutionContext, store: PosterStore, models: ModelsResource) -> dg.MaterializeResult:
+def layer_masks(
+    context: dg.AssetExecutionContext, store: PosterStore, models: ModelsResource
+) -> dg.MaterializeResult:
     """Depth layers per poster: K from the depth histogram's modes, K-means over depth cleaned
     with SLIC superpixels; the title layer found from the OCR boxes and the subject layer from
     the foreground mask. One row per layer, with the versions of all three inputs."""
@@ -185,7 +213,8 @@ def layer_masks(context: dg.AssetExecutionContext, store: PosterStore, models: M
         if not found:
             raise LookupError("no depth map or foreground mask at the current model versions")
         ocr = store.db.query(
-            "SELECT box, text, confidence FROM ocr_text WHERE poster_id = ? AND model_version = ? ORDER BY line_index",
+            "SELECT box, text, confidence FROM ocr_text WHERE poster_id = ? AND model_version = ? "
+            "ORDER BY line_index",
             [ref.poster_id, versions["ocr"]],
         )
         rgb = load_rgb(store.blobs, ref)
@@ -197,10 +226,16 @@ def layer_masks(context: dg.AssetExecutionContext, store: PosterStore, models: M
         return steps.layer_rows(ref, layers, title, versions, store.blobs)
 
     stats = run_extraction(
-        store.db, "layer_masks", versions["layers"], context.partition_key, guarded(one),
+        store.db,
+        "layer_masks",
+        versions["layers"],
+        context.partition_key,
+        guarded(one),
         progress=_progress(context, "layers"),
     )
     extra = {f"{k}_version": v for k, v in versions.items()}
     if panels:
-        extra["preview"] = image_markdown(contact_sheet(panels, columns=2, tile_width=480, tile_height=240), "layers")
+        extra["preview"] = image_markdown(
+            contact_sheet(panels, columns=2, tile_width=480, tile_height=240), "layers"
+        )
     return dg.MaterializeResult(metadata=_metadata(stats, extra))

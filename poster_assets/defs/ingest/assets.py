@@ -23,7 +23,9 @@ class IngestConfig(dg.Config):
     kinds={"duckdb", "pillow"},
     code_version="decode-v1",
 )
-def raw_posters(context: dg.AssetExecutionContext, store: PosterStore, config: IngestConfig) -> dg.MaterializeResult:
+def raw_posters(
+    context: dg.AssetExecutionContext, store: PosterStore, config: IngestConfig
+) -> dg.MaterializeResult:
     """Every file of an ingest batch: content-hash id, size, format, sidecar fields and status
     ``ok`` / ``quarantined`` (with the reason) / ``duplicate`` — one row per file."""
     manifest = BatchManifest.load(store.batches_dir, context.partition_key)
@@ -50,5 +52,7 @@ def raw_posters(context: dg.AssetExecutionContext, store: PosterStore, config: I
     if summary.quarantined:
         metadata["quarantine_reasons"] = markdown_table(["file", "reason"], summary.quarantined)
     if summary.thumbnails:
-        metadata["preview"] = image_markdown(thumbnail_sheet(store.blobs, summary.thumbnails), "batch contact sheet")
+        metadata["preview"] = image_markdown(
+            thumbnail_sheet(store.blobs, summary.thumbnails), "batch contact sheet"
+        )
     return dg.MaterializeResult(metadata=metadata)

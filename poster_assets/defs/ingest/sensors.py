@@ -41,4 +41,3 @@ def inbox_sensor(context: dg.SensorEvaluationContext, store: PosterStore) -> dg.
         run_requests=[dg.RunRequest(partition_key=manifest.batch, run_key=manifest.batch)],
         dynamic_partitions_requests=[batch_partitions.build_add_request([manifest.batch])],
     )
-
