@@ -22,7 +22,10 @@ TITLE = "MIDNIGHT HARBOR"
 
 def _title_bbox() -> tuple[int, int, int, int]:
     font = ImageFont.truetype(str(_FONT), 52)
-    return tuple(int(v) for v in ImageDraw.Draw(Image.new("RGB", (1, 1))).textbbox((300, 120), TITLE, font, anchor="mm"))
+    return tuple(
+        int(v)
+        for v in ImageDraw.Draw(Image.new("RGB", (1, 1))).textbbox((300, 120), TITLE, font, anchor="mm")
+    )
 
 
 def _poster() -> np.ndarray:
@@ -47,7 +50,11 @@ def engine() -> OcrEngine:
 
 def test_reads_the_title_with_openvino(engine: OcrEngine) -> None:
     items = engine.read(_poster())
-    assert engine.engines == {"det": "OpenVINOInferSession", "cls": "OpenVINOInferSession", "rec": "OpenVINOInferSession"}
+    assert engine.engines == {
+        "det": "OpenVINOInferSession",
+        "cls": "OpenVINOInferSession",
+        "rec": "OpenVINOInferSession",
+    }
     assert [i.text for i in items] == [TITLE, "ANNA LEE", "BO PARK"]
     title = items[0]
     assert title.order == 0 and title.confidence > 0.9
@@ -72,7 +79,12 @@ def test_reading_order_groups_lines() -> None:
         return np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], float)
 
     # Right word sits 6 px lower than the left one but on the same line; a second line below.
-    polys = [poly(300, 106, 400, 136), poly(10, 200, 90, 230), poly(20, 100, 200, 130), poly(150, 205, 250, 232)]
+    polys = [
+        poly(300, 106, 400, 136),
+        poly(10, 200, 90, 230),
+        poly(20, 100, 200, 130),
+        poly(150, 205, 250, 232),
+    ]
     assert reading_order(polys) == [2, 0, 1, 3]
 
 
@@ -85,7 +97,12 @@ def test_user_manifest_switches_the_recognizer(tmp_path: Path) -> None:
     onnx.save(model, str(tmp_path / "rec-v2.onnx"))
     sha = hashlib.sha256((tmp_path / "rec-v2.onnx").read_bytes()).hexdigest()
     assert sha != base.sha256
-    entry = {"name": "ppocr-rec", "version": "PP-OCRv6-rec-small-reexport", "source": "file:rec-v2.onnx", "sha256": sha}
+    entry = {
+        "name": "ppocr-rec",
+        "version": "PP-OCRv6-rec-small-reexport",
+        "source": "file:rec-v2.onnx",
+        "sha256": sha,
+    }
     (tmp_path / "manifest.json").write_text(json.dumps({"model": [entry]}))
 
     engine = OcrEngine(models_dir=tmp_path)

@@ -120,9 +120,15 @@ def test_user_manifest_registers_a_new_model(tmp_path: Path) -> None:
     "entry, message",
     [
         ({"name": "midas-small", "version": "x", "source": "file:a", "sha256": "12"}, "64 hex"),
-        ({"name": "midas-small", "version": "v2.1-small-256", "source": "file:a", "sha256": "a" * 64}, "already"),
+        (
+            {"name": "midas-small", "version": "v2.1-small-256", "source": "file:a", "sha256": "a" * 64},
+            "already",
+        ),
         ({"name": "new", "version": "1", "source": "file:a", "sha256": "a" * 64}, "needs task"),
-        ({"name": "midas-small", "version": "2", "source": "file:a", "sha256": "a" * 64, "colour": 1}, "unknown"),
+        (
+            {"name": "midas-small", "version": "2", "source": "file:a", "sha256": "a" * 64, "colour": 1},
+            "unknown",
+        ),
     ],
 )
 def test_bad_manifest_entries_are_rejected(tmp_path: Path, entry: dict, message: str) -> None:
@@ -156,7 +162,9 @@ def test_pull_downloads_verifies_and_renames(tmp_path: Path, http_root: tuple[st
     (served / "weights.onnx").write_bytes(_WEIGHTS)
     models = tmp_path / "models"
     sha = hashlib.sha256(_WEIGHTS).hexdigest()
-    _manifest(models, [{"name": "midas-small", "version": "served", "source": f"{url}/weights.onnx", "sha256": sha}])
+    _manifest(
+        models, [{"name": "midas-small", "version": "served", "source": f"{url}/weights.onnx", "sha256": sha}]
+    )
     status = store.pull("midas-small", timeout=10, models_dir=models)
     assert status.state == "present" and status.path == models / "weights.onnx"
     assert status.path.read_bytes() == _WEIGHTS
@@ -164,11 +172,16 @@ def test_pull_downloads_verifies_and_renames(tmp_path: Path, http_root: tuple[st
     assert store.pull("midas-small", timeout=10, models_dir=models).state == "present"  # no-op
 
 
-def test_pull_refuses_wrong_hash_and_deletes_the_download(tmp_path: Path, http_root: tuple[str, Path]) -> None:
+def test_pull_refuses_wrong_hash_and_deletes_the_download(
+    tmp_path: Path, http_root: tuple[str, Path]
+) -> None:
     url, served = http_root
     (served / "weights.onnx").write_bytes(_WEIGHTS)
     models = tmp_path / "models"
-    _manifest(models, [{"name": "midas-small", "version": "bad", "source": f"{url}/weights.onnx", "sha256": "d" * 64}])
+    _manifest(
+        models,
+        [{"name": "midas-small", "version": "bad", "source": f"{url}/weights.onnx", "sha256": "d" * 64}],
+    )
     with pytest.raises(store.ModelHashError, match="depth:heuristic-v1"):
         store.pull("midas-small", timeout=10, models_dir=models)
     assert sorted(p.name for p in models.iterdir()) == ["manifest.json"]

@@ -1,0 +1,94 @@
+"""Small preview panels of one poster's extraction, for the Dagster UI's markdown previews."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import cv2
+import numpy as np
+from PIL import Image, ImageDraw
+
+from poster_assets.vision.layers import LayerInfo, TitleChoice, as_box
+
+PANEL_WIDTH = 160
+_ROLE_COLOURS = {
+    "title": (230, 40, 40),
+    "subject": (60, 200, 90),
+    "background": (40, 60, 140),
+}
+# Layers with no role (or plain label maps): a dark-to-light ramp by depth rank.
+_RANK_RAMP = cv2.applyColorMap(np.linspace(40, 230, 8).astype(np.uint8).reshape(-1, 1), cv2.COLORMAP_CIVIDIS)
+
+
+def depth_colormap(depth: np.ndarray) -> np.ndarray:
+    """RGB uint8 rendering of a [0, 1] depth map (inferno: near = bright)."""
+    d8 = (np.clip(np.nan_to_num(depth), 0.0, 1.0) * 255).astype(np.uint8)
+    return cv2.cvtColor(cv2.applyColorMap(d8, cv2.COLORMAP_INFERNO), cv2.COLOR_BGR2RGB)
+
+
+def _rank_colour(rank: int, n: int) -> tuple[int, int, int]:
+    i = round(rank * (len(_RANK_RAMP) - 1) / max(1, n - 1))
+    b, g, r = (int(v) for v in _RANK_RAMP[i, 0])
+    return r, g, b
+
+
+def layers_colored(layers: np.ndarray | Sequence[LayerInfo]) -> np.ndarray:
+    """RGB uint8: a label map coloured by label (0 = farthest = darkest), or LayerInfos by role."""
+    if isinstance(layers, np.ndarray):
+        labels = layers.astype(np.int64)
+        n = int(labels.max()) + 1 if labels.size else 1
+        lut = np.array([_rank_colour(i, n) for i in range(n)], dtype=np.uint8)
+        return lut[labels]
+    out = np.zeros((*layers[0].mask.shape, 3), dtype=np.uint8)
+    n = len(layers)
+    for info in sorted(layers, key=lambda li: li.depth_rank):
+        out[info.mask] = _ROLE_COLOURS.get(info.role) or _rank_colour(info.depth_rank, n)
+    return out
+
+
+def _tile(rgb: np.ndarray, width: int) -> tuple[Image.Image, float]:
+    scale = width / rgb.shape[1]
+    height = max(1, round(rgb.shape[0] * scale))
+    tile = Image.fromarray(np.ascontiguousarray(rgb)).resize((width, height), Image.Resampling.BILINEAR)
+    return tile, scale
+
+
+def _scaled(box: Sequence[float], scale: float) -> list[float]:
+    return [v * scale for v in box]
+
+
+def extraction_panel(
+    rgb: np.ndarray,
+    depth: np.ndarray,
+    layers: np.ndarray | Sequence[LayerInfo],
+    title_box: TitleChoice | Sequence[int] | None = None,
+    foreground_mask: np.ndarray | None = None,
+    ocr_boxes: Sequence[Any] = (),
+    width: int = PANEL_WIDTH,
+) -> Image.Image:
+    """original (OCR boxes) | depth | layers (title box red, foreground outline white), side by side."""
+    original, scale = _tile(rgb, width)
+    draw = ImageDraw.Draw(original)
+    for item in ocr_boxes:
+        box = item[0] if isinstance(item, tuple | list) and len(item) == 3 else item
+        draw.rectangle(_scaled(as_box(box), scale), outline=(255, 220, 0))
+    depth_tile, _ = _tile(depth_colormap(depth), width)
+    layer_rgb = layers_colored(layers)
+    if foreground_mask is not None:
+        fg = (np.asarray(foreground_mask) > 0.5).astype(np.uint8)
+        # Outline drawn at full resolution and then shrunk would vanish; draw it on a small copy.
+        small_fg = cv2.resize(fg, (width, original.height), interpolation=cv2.INTER_NEAREST)
+        contours, _ = cv2.findContours(small_fg, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        layer_small = np.asarray(_tile(layer_rgb, width)[0]).copy()
+        cv2.drawContours(layer_small, contours, -1, (255, 255, 255), 1)
+        layer_tile = Image.fromarray(layer_small)
+    else:
+        layer_tile, _ = _tile(layer_rgb, width)
+    if title_box is not None:
+        box = title_box.box if isinstance(title_box, TitleChoice) else as_box(title_box)
+        ImageDraw.Draw(layer_tile).rectangle(_scaled(box, scale), outline=(255, 80, 80), width=2)
+    panel = Image.new("RGB", (3 * width, original.height), (0, 0, 0))
+    for i, tile in enumerate((original, depth_tile, layer_tile)):
+        panel.paste(tile, (i * width, 0))
+    return panel
