@@ -26,7 +26,10 @@ def instance() -> dg.DagsterInstance:
     """The persistent instance under ``$DAGSTER_HOME`` (default ``<home>/dagster``)."""
     home = Path(os.environ.setdefault("DAGSTER_HOME", str(settings.dagster_home())))
     home.mkdir(parents=True, exist_ok=True)
-    (home / "dagster.yaml").touch(exist_ok=True)
+    config = home / "dagster.yaml"
+    if not config.exists():
+        # Runs stay on this machine; the instance should not try to reach the network either.
+        config.write_text("telemetry:\n  enabled: false\n", encoding="utf-8")
     return dg.DagsterInstance.get()
 
 

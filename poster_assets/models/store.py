@@ -119,10 +119,11 @@ def model_status(spec: ModelSpec, models_dir: Path | None = None, rehash: bool =
 
 
 def model_data_version(name: str, models_dir: Path | None = None) -> str:
-    """Data version for the model's observable source asset: the sha256 of the weights in
-    use, or the fallback's version string (``"unavailable"`` when there is neither)."""
-    status = model_status(get_spec(name, models_dir), models_dir)
-    return status.actual_sha256 if status.state == "present" else status.in_use  # type: ignore[return-value]
+    """Data version for the model's observable source asset: what is in use, i.e. the model's
+    version string (name, registered version and sha256 of the weights), or the fallback's
+    version string. A re-registered copy of the same weights under a new version is a change
+    too, because every value it produces is labelled with the new version."""
+    return model_status(get_spec(name, models_dir), models_dir).in_use
 
 
 def pull(name: str, timeout: float = 60.0, models_dir: Path | None = None) -> ModelStatus:

@@ -52,7 +52,7 @@ def test_builtin_wheel_models_verify_against_their_pinned_sha256(tmp_path: Path)
         assert status.state == "present", status.reason
         assert status.sha256_ok is True
         assert "rapidocr" in status.path.parts
-        assert store.model_data_version(name, tmp_path) == status.spec.sha256
+        assert store.model_data_version(name, tmp_path) == store.model_version(status.spec)
     for name, fallback in (("midas-small", "depth:heuristic-v1"), ("u2netp", "fg:grabcut-saliency-v1")):
         assert statuses[name].state == "fallback"
         assert statuses[name].sha256_ok is None
@@ -168,7 +168,7 @@ def test_pull_downloads_verifies_and_renames(tmp_path: Path, http_root: tuple[st
     status = store.pull("midas-small", timeout=10, models_dir=models)
     assert status.state == "present" and status.path == models / "weights.onnx"
     assert status.path.read_bytes() == _WEIGHTS
-    assert store.model_data_version("midas-small", models) == sha
+    assert store.model_data_version("midas-small", models) == f"midas-small@served+{sha[:12]}"
     assert store.pull("midas-small", timeout=10, models_dir=models).state == "present"  # no-op
 
 

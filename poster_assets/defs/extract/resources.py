@@ -11,18 +11,29 @@ from poster_assets.models.foreground import ForegroundSegmenter
 from poster_assets.models.ocr import OcrEngine
 
 
-@functools.cache
-def _ocr(models_dir: Path) -> OcrEngine:
+def _stamp(models_dir: Path) -> tuple:
+    """Changes when weights are pulled or replaced or the user manifest is edited, so a long-lived
+    code server picks up a model change without a restart."""
+    if not models_dir.is_dir():
+        return ()
+    return tuple(
+        sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in models_dir.iterdir() if p.is_file())
+    )
+
+
+# Keyed by the stamp as well as the folder: a stale runner must never label new values.
+@functools.lru_cache(maxsize=4)
+def _ocr(models_dir: Path, stamp: tuple) -> OcrEngine:
     return OcrEngine(models_dir)
 
 
-@functools.cache
-def _depth(models_dir: Path) -> DepthEstimator:
+@functools.lru_cache(maxsize=4)
+def _depth(models_dir: Path, stamp: tuple) -> DepthEstimator:
     return DepthEstimator(models_dir)
 
 
-@functools.cache
-def _foreground(models_dir: Path) -> ForegroundSegmenter:
+@functools.lru_cache(maxsize=4)
+def _foreground(models_dir: Path, stamp: tuple) -> ForegroundSegmenter:
     return ForegroundSegmenter(models_dir)
 
 
@@ -37,10 +48,10 @@ class ModelsResource(dg.ConfigurableResource):
         return Path(self.models_dir).expanduser().resolve() if self.models_dir else settings.models_dir()
 
     def ocr(self) -> OcrEngine:
-        return _ocr(self.path)
+        return _ocr(self.path, _stamp(self.path))
 
     def depth(self) -> DepthEstimator:
-        return _depth(self.path)
+        return _depth(self.path, _stamp(self.path))
 
     def foreground(self) -> ForegroundSegmenter:
-        return _foreground(self.path)
+        return _foreground(self.path, _stamp(self.path))
