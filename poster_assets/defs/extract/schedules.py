@@ -34,7 +34,7 @@ model_watch_schedule = dg.ScheduleDefinition(
     job=batch_job,
     cron_schedule=REFRESH_CRON,
     default_status=dg.DefaultScheduleStatus.STOPPED,
-    description="Nightly (POSTER_ASSETS_REFRESH_CRON, default 03:00): every batch, missing or stale work only.",
+    description="Nightly (POSTER_ASSETS_REFRESH_CRON, default 03:00): every batch, missing or stale work.",
 )
 def refresh_schedule(context: dg.ScheduleEvaluationContext) -> list[dg.RunRequest] | dg.SkipReason:
     batches = context.instance.get_dynamic_partitions(BATCHES)
