@@ -216,6 +216,34 @@ def evaluate(details: bool) -> None:
 
 
 @main.command()
+@click.option("--dry-run", is_flag=True, help="Only say what would be removed.")
+def gc(dry_run: bool) -> None:
+    """Remove rows and files made by model versions that are no longer current."""
+    from poster_assets.defs.extract.resources import ModelsResource
+    from poster_assets.extract.gc import collect_garbage
+    from poster_assets.extract.steps import layers_version
+
+    models = ModelsResource()
+    current = {
+        "ocr_text": models.ocr().version,
+        "depth_maps": models.depth().version,
+        "foreground_masks": models.foreground().version,
+    }
+    current["layer_masks"] = layers_version(
+        current["depth_maps"], current["foreground_masks"], current["ocr_text"]
+    )
+    store = _store()
+    report = collect_garbage(store.db, store.blobs, current, dry_run=dry_run)
+    rows = [(table, version, n) for (table, version), n in sorted(report.rows.items())]
+    if not rows:
+        click.echo("nothing to remove: every value is at its current model version")
+        return
+    click.echo(_format_table(["table", "old version", "rows"], rows, 70))
+    verb = "would remove" if dry_run else "removed"
+    click.echo(f"{verb} {sum(report.rows.values())} rows and {report.files} files")
+
+
+@main.command()
 @click.option("--port", default=3000, show_default=True)
 def ui(port: int) -> None:
     """Start the Dagster UI on the same instance the CLI uses."""

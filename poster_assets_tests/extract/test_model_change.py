@@ -86,3 +86,29 @@ def test_new_ocr_version_redoes_ocr_and_layers_only(tmp_path: Path, store: Poste
     versions = store.db.query("SELECT count(DISTINCT model_version) FROM ocr_text")[0][0]
     assert versions == 2
     assert store.db.query("SELECT count(DISTINCT model_version) FROM depth_maps")[0][0] == 1
+
+    # gc drops the old version's rows and files, and nothing current.
+    from poster_assets.extract.gc import collect_garbage
+    from poster_assets.extract.steps import layers_version
+
+    current = {
+        "ocr_text": second["ocr_text"]["model_version"],
+        "depth_maps": second["depth_maps"]["model_version"],
+        "foreground_masks": second["foreground_masks"]["model_version"],
+        "layer_masks": second["layer_masks"]["model_version"],
+    }
+    assert current["layer_masks"] == layers_version(
+        current["depth_maps"], current["foreground_masks"], current["ocr_text"]
+    )
+    old_layer_files = [
+        p
+        for (p,) in store.db.query(
+            "SELECT DISTINCT labels_path FROM layer_masks WHERE model_version <> ?", [current["layer_masks"]]
+        )
+    ]
+    report = collect_garbage(store.db, store.blobs, current)
+    assert {t for t, _ in report.rows} == {"ocr_text", "layer_masks"}
+    assert report.files == len(old_layer_files) == 3
+    assert not any(store.blobs.abspath(p).exists() for p in old_layer_files)
+    assert store.db.query("SELECT count(DISTINCT model_version) FROM ocr_text")[0][0] == 1
+    assert store.db.query("SELECT count(*) FROM layer_masks")[0][0] > 0
