@@ -89,7 +89,7 @@ def run(every: bool) -> None:
     inst = headless.instance()
     results = headless.run_pending(inst, every=every, echo=click.echo)
     failed = [b for b, ok in results if not ok]
-    click.echo(f"{len(results)} batch run(s), {len(failed)} failed")
+    click.echo(f"{len(results)} run(s), {len(failed)} failed")
     if failed:
         raise click.ClickException(f"failed batches: {', '.join(failed)}")
 

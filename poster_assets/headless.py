@@ -78,11 +78,30 @@ def pending_batches(inst: dg.DagsterInstance, every: bool = False) -> list[str]:
     return [b for b in batches if b in pending]
 
 
+def run_corpus(inst: dg.DagsterInstance) -> dg.ExecuteInProcessResult:
+    """The corpus-wide assets: similarity indexes and the dbt models (with their tests)."""
+    from poster_assets.definitions import defs
+
+    job = defs.resolve_job_def("corpus_job")
+    return job.execute_in_process(instance=inst, raise_on_error=False, run_config=_QUIET)
+
+
 def run_pending(
     inst: dg.DagsterInstance, every: bool = False, echo: Callable[[str], None] = print
 ) -> list[tuple[str, bool]]:
+    """Every batch with missing assets, then (if any batch ran, or with ``every``) the corpus."""
     results = []
     for batch in pending_batches(inst, every):
         echo(f"materializing batch {batch} …")
         results.append((batch, run_batch(inst, batch).success))
+    if results or every or not _corpus_materialized(inst):
+        echo("materializing corpus-wide assets (indexes, dbt models) …")
+        results.append(("corpus", run_corpus(inst).success))
     return results
+
+
+def _corpus_materialized(inst: dg.DagsterInstance) -> bool:
+    from poster_assets.definitions import defs
+
+    keys = defs.resolve_job_def("corpus_job").asset_layer.executable_asset_keys
+    return all(inst.get_latest_materialization_event(k) is not None for k in keys)

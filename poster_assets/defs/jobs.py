@@ -13,3 +13,22 @@ batch_job = dg.define_asset_job(
     partitions_def=batch_partitions,
     description="Ingest one batch and run every per-poster extractor on it.",
 )
+
+# Groups of unpartitioned assets computed over the whole corpus.
+CORPUS_GROUPS = ("search", "sql")
+
+corpus_job = dg.define_asset_job(
+    "corpus_job",
+    selection=dg.AssetSelection.groups(*CORPUS_GROUPS),
+    description="Rebuild the corpus-wide assets (similarity indexes, dbt models and their tests).",
+)
+
+# Declarative automation for the corpus-wide assets: rebuilt once their upstream batches have
+# updated. Off until turned on in the UI, like every sensor here.
+corpus_automation_sensor = dg.AutomationConditionSensorDefinition(
+    "corpus_automation_sensor",
+    target=dg.AssetSelection.groups(*CORPUS_GROUPS),
+    default_status=dg.DefaultSensorStatus.STOPPED,
+    minimum_interval_seconds=60,
+    description="Rebuilds indexes and dbt models when the per-poster assets under them change.",
+)

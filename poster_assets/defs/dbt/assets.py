@@ -84,10 +84,16 @@ def build_with_lock_retry(
         delay = min(delay * 2, _MAX_DELAY_S)
 
 
+class _Translator(DagsterDbtTranslator):
+    def get_automation_condition(self, dbt_resource_props: dict[str, Any]) -> dg.AutomationCondition | None:
+        # Rebuild after upstream extractors update, once the corpus automation sensor is on.
+        return dg.AutomationCondition.eager()
+
+
 @dbt_assets(
     manifest=poster_dbt_project.manifest_path,
     project=poster_dbt_project,
-    dagster_dbt_translator=DagsterDbtTranslator(),
+    dagster_dbt_translator=_Translator(),
 )
 def sql_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, store: PosterStore):
     """``dbt build`` of the project in ``dbt/``: staging views, the marts tables
