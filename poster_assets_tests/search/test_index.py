@@ -1,0 +1,162 @@
+"""FAISS poster indexes: spec choice, build, incremental add, save/load, recall."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import numpy as np
+import pytest
+
+from poster_assets.search.index import (
+    IndexCorruptError,
+    IndexMissingError,
+    IndexSpec,
+    PosterIndex,
+    build_index,
+    choose_index_spec,
+    recall_at_k,
+)
+
+
+def _ids(n: int, offset: int = 0) -> list[str]:
+    return [hashlib.sha256(str(i + offset).encode()).hexdigest() for i in range(n)]
+
+
+def _clustered(n: int, dim: int, seed: int = 0, clusters: int = 50) -> np.ndarray:
+    """Unit vectors around fixed cluster centres; ``seed`` draws different points (queries)
+    from the same distribution."""
+    centres = np.random.default_rng(1234).standard_normal((clusters, dim)).astype(np.float32)
+    rng = np.random.default_rng(seed)
+    x = centres[rng.integers(clusters, size=n)] + 0.8 * rng.standard_normal((n, dim)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+# A small IVF spec (PCA + IVF + SQ8 + exact re-ranking) to exercise the approximate path fast.
+_SMALL_IVF = IndexSpec("ivf_sq8_refine", 64, "PCA32,IVF32,SQ8,RFlat", nlist=32, nprobe=32, k_factor=4)
+
+
+def test_spec_is_exact_for_small_corpora_and_approximate_for_large():
+    assert choose_index_spec(1_000, 1280).kind == "flat"
+    assert choose_index_spec(49_999, 1280).factory == "Flat"
+    medium = choose_index_spec(1_000_000, 1280)
+    assert medium.kind == "ivf_sq8_refine" and medium.factory.startswith("PCA256,IVF4000,")
+    assert medium.nprobe > 0 and medium.train_size >= 39 * medium.nlist
+    large = choose_index_spec(10_000_000, 1280)
+    assert large.kind == "ivf_pq_refine" and "PQ128x4fs" in large.factory
+    assert IndexSpec.from_dict(json.loads(json.dumps(large.to_dict()))) == large
+
+
+def test_flat_finds_itself_and_has_perfect_recall():
+    x = _clustered(2_000, 64)
+    ids = _ids(2_000)
+    index = build_index(x, ids, choose_index_spec(len(x), 64), kind="poster", model_version="m@1")
+    scores, hits = index.search(x[:5], 3)
+    assert [h[0] for h in hits] == ids[:5]
+    np.testing.assert_allclose(scores[:, 0], 1.0, atol=1e-5)
+    assert recall_at_k(index, x, _clustered(200, 64, seed=1), k=10) == 1.0
+
+
+def test_incremental_add_answers_like_a_rebuild():
+    x, ids = _clustered(3_000, 64), _ids(3_000)
+    queries = _clustered(50, 64, seed=2)
+    rebuilt = build_index(x, ids, choose_index_spec(len(x), 64))
+    # IVF trained on the first batch only, then grown; probing every list makes it exact.
+    exhaustive_ivf = IndexSpec("ivf_flat", 64, "IVF32,Flat", nlist=32, nprobe=32)
+    for spec in (choose_index_spec(2_000, 64), exhaustive_ivf):
+        grown = build_index(x[:2_000], ids[:2_000], spec, target_recall=None)
+        assert grown.add(x[2_000:2_500], ids[2_000:2_500]) == 500
+        assert grown.add(x[:2_600], ids[:2_600]) == 100  # already indexed ones are skipped
+        assert grown.add(x[2_600:], ids[2_600:]) == 400
+        assert grown.ids == ids
+        s1, h1 = grown.search(queries, 10)
+        s2, h2 = rebuilt.search(queries, 10)
+        assert h1 == h2
+        np.testing.assert_allclose(s1, s2, atol=1e-5)
+
+
+def test_chosen_approximate_specs_reach_high_recall():
+    x = _clustered(60_000, 64, clusters=300)
+    queries = _clustered(300, 64, seed=3, clusters=300)
+    for budget in (1 << 30, 1):  # float re-ranking fits / does not fit the memory budget
+        spec = choose_index_spec(len(x), 64, memory_budget=budget)
+        assert spec.kind == ("ivf_sq8_refine" if budget > 1 else "ivf_pq_refine")
+        index = build_index(x, _ids(len(x)), spec)
+        assert index.spec.nprobe >= spec.nprobe  # tuned on indexed rows
+        assert recall_at_k(index, x, queries, k=10) >= 0.9
+
+
+def test_save_load_round_trip(tmp_path):
+    x, ids = _clustered(1_500, 64), _ids(1_500)
+    queries = _clustered(20, 64, seed=4)
+    index = build_index(x, ids, _SMALL_IVF, kind="foreground", model_version="fg@1")
+    index.save(tmp_path / "idx")
+    loaded = PosterIndex.load(tmp_path / "idx")
+    assert (loaded.kind, loaded.model_version, loaded.spec, loaded.ids) == (
+        "foreground",
+        "fg@1",
+        _SMALL_IVF,
+        ids,
+    )
+    s1, h1 = index.search(queries, 5)
+    s2, h2 = loaded.search(queries, 5)
+    assert h1 == h2
+    np.testing.assert_allclose(s1, s2, atol=1e-6)
+    meta = json.loads((tmp_path / "idx" / "meta.json").read_text())
+    assert meta["count"] == 1_500 and meta["dim"] == 64 and len(meta["files"]["index.faiss"]["sha256"]) == 64
+
+
+def test_saving_again_switches_atomically_and_prunes_old_generations(tmp_path):
+    x, ids = _clustered(900, 64), _ids(900)
+    index = build_index(x[:300], ids[:300], choose_index_spec(300, 64))
+    for end in (300, 600, 900):
+        index.add(x[:end], ids[:end])
+        index.save(tmp_path)
+    assert PosterIndex.load(tmp_path).count == 900
+    assert len(list(tmp_path.glob("data-*"))) == 2  # current and previous
+    assert not list(tmp_path.glob(".tmp-*"))
+
+
+def test_missing_and_corrupt_files_raise_clear_errors(tmp_path):
+    with pytest.raises(IndexMissingError):
+        PosterIndex.load(tmp_path / "nothing")
+    x, ids = _clustered(500, 64), _ids(500)
+    build_index(x, ids, choose_index_spec(500, 64)).save(tmp_path / "idx")
+    data = next((tmp_path / "idx").glob("data-*"))
+
+    blob = (data / "index.faiss").read_bytes()
+    (data / "index.faiss").write_bytes(blob[:-1] + bytes([blob[-1] ^ 0xFF]))
+    with pytest.raises(IndexCorruptError, match="checksum"):
+        PosterIndex.load(tmp_path / "idx")
+    (data / "index.faiss").write_bytes(blob[:100])
+    with pytest.raises(IndexCorruptError):
+        PosterIndex.load(tmp_path / "idx", verify=False)
+    (data / "index.faiss").write_bytes(blob)
+    assert PosterIndex.load(tmp_path / "idx").count == 500
+
+    (data / "ids.txt").unlink()
+    with pytest.raises(IndexMissingError):
+        PosterIndex.load(tmp_path / "idx")
+    (tmp_path / "idx" / "meta.json").write_text("{not json")
+    with pytest.raises(IndexCorruptError):
+        PosterIndex.load(tmp_path / "idx")
+
+
+def test_id_map_and_index_must_agree(tmp_path):
+    x, ids = _clustered(100, 64), _ids(100)
+    build_index(x, ids, choose_index_spec(100, 64)).save(tmp_path)
+    meta = json.loads((tmp_path / "meta.json").read_text())
+    meta["count"] = 99
+    (tmp_path / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(IndexCorruptError, match="id map"):
+        PosterIndex.load(tmp_path)
+
+
+def test_search_with_fewer_posters_than_k_and_rebuild_hint():
+    x, ids = _clustered(3, 64), _ids(3)
+    index = build_index(x, ids, choose_index_spec(3, 64))
+    scores, hits = index.search(x[0], 5)
+    assert len(hits[0]) == 3 and np.isinf(scores[0, 3:]).all()
+    assert not index.should_rebuild()
+    with pytest.raises(ValueError):
+        index.add(np.zeros((2, 32), np.float32), _ids(2, 10))
