@@ -12,8 +12,9 @@ import onnx
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
+from poster_assets.demo import generate_corpus, load_ground_truth
 from poster_assets.models import store
-from poster_assets.models.ocr import OcrEngine, reading_order
+from poster_assets.models.ocr import OcrEngine, insert_word_gaps, reading_order
 from poster_assets.models.registry import get_spec
 
 _FONT = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans-Bold.ttf"
@@ -108,5 +109,56 @@ def test_user_manifest_switches_the_recognizer(tmp_path: Path) -> None:
     engine = OcrEngine(models_dir=tmp_path)
     assert "ppocr-rec@PP-OCRv6-rec-small-reexport+" + sha[:12] in engine.version
     assert engine.paths[2] == str(tmp_path / "rec-v2.onnx")
-    assert store.model_data_version("ppocr-rec", tmp_path) == sha
+    assert (
+        store.model_data_version("ppocr-rec", tmp_path) == "ppocr-rec@PP-OCRv6-rec-small-reexport+" + sha[:12]
+    )
     assert [i.text for i in engine.read(_poster())][0] == TITLE
+
+
+def test_keeps_spaces_in_a_generated_poster_title(engine: OcrEngine, tmp_path: Path) -> None:
+    """The demo generator's first poster (seed 0): "FRONTIER OF THE OUTLAW", letter-spaced
+    DejaVu Serif Bold in two lines, which the recogniser alone reads as "FRONTIEROF"."""
+    generate_corpus(tmp_path, n=1, seed=0)
+    (gt,) = load_ground_truth(tmp_path).values()
+    assert gt.font.startswith("DejaVu") and len(gt.title_lines) == 2
+    rgb = np.asarray(Image.open(gt.path).convert("RGB"))
+    x0, y0, x1, y1 = gt.title_box
+
+    def title(items: list) -> list[str]:
+        inside = [
+            i for i in items if x0 <= (i.box[0] + i.box[2]) / 2 < x1 and y0 <= (i.box[1] + i.box[3]) / 2 < y1
+        ]
+        return [i.text for i in inside]
+
+    assert title(engine.read(rgb)) == gt.title_lines
+    raw = OcrEngine(word_gaps=False)
+    assert title(raw.read(rgb)) != gt.title_lines  # the pass is what restores the spaces
+    assert raw.version != engine.version and engine.version.endswith("+spaces-v1")
+
+
+def _spaced_crop(words: list[str], gap: int) -> tuple[np.ndarray, list[list[int]], float]:
+    """A BGR line crop of ``words`` (DejaVu Sans Bold, 40 px) with ``gap`` px between words,
+    and each character's CTC frame as the recogniser would place it (8 px per frame at 48 px)."""
+    font = ImageFont.truetype(str(_FONT.with_name("DejaVuSans-Bold.ttf")), 40)
+    img = Image.new("RGB", (900, 48), (20, 30, 60))
+    draw = ImageDraw.Draw(img)
+    x, cols = 6.0, []
+    for word in words:
+        for ch in word:
+            draw.text((x, 4), ch, font=font, fill=(240, 200, 90))
+            width = draw.textlength(ch, font=font)
+            cols.append(int((x + width / 2) // 8))
+            x += width + 2
+        x += gap
+    crop = np.asarray(img)[:, : int(x) + 6, ::-1].copy()
+    return crop, [cols], crop.shape[1] / 8
+
+
+def test_insert_word_gaps_on_a_drawn_line() -> None:
+    crop, cols, frames = _spaced_crop(["RETURN", "TO", "ENGINE"], gap=24)
+    assert insert_word_gaps("RETURNTOENGINE", cols, frames, crop) == "RETURN TO ENGINE"
+    # Letters alone (no word gaps) are left as they are; spaces already there are kept.
+    crop, cols, frames = _spaced_crop(["HORIZON"], gap=0)
+    assert insert_word_gaps("HORIZON", cols, frames, crop) == "HORIZON"
+    crop, cols, frames = _spaced_crop(["TO", "ENGINE"], gap=24)
+    assert insert_word_gaps("TO ENGINE", cols, frames, crop) == "TO ENGINE"
