@@ -23,7 +23,7 @@ from poster_assets.vision.layers import (
     title_box,
 )
 
-LAYERS_METHOD_VERSION = "layers:kmeans-slic-v1"
+LAYERS_METHOD_VERSION = "layers:kmeans-slic-v2"
 HIST_BINS = 32
 
 

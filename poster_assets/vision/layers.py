@@ -33,6 +33,7 @@ ROLE_OTHER = "other"
 
 _WORK_LONG_SIDE = 384  # K-means / SLIC resolution; labels are upsampled with nearest
 _KMEANS_BINS = 1024  # depth is stored as 16-bit; 1/1024 is far below any layer gap
+_TITLE_LINE_MIN_CONF = 0.7  # a garbled read (halftone dots as 'wwww') must not join the title
 _FIT_SAMPLES = 20_000  # K-means fit sample; predicting all pixels is cheap
 _MIN_PROMINENCE = 0.08  # of the highest smoothed-histogram peak
 _BIG_LAYER = 0.10  # a background candidate covers at least this share of the poster
@@ -202,13 +203,46 @@ def _title_score(box: list[int], text: str, conf: float, shape: tuple[int, ...])
     return conf * (bh / h) * (0.7 + 0.3 * centred) * (0.5 + 0.5 * width_share) * min(1.0, letters / 3)
 
 
+def _same_row(a: list[int], b: list[int]) -> bool:
+    """b continues a's line to the right: the detector often boxes a title word by word."""
+    ha, hb = a[3] - a[1], b[3] - b[1]
+    if ha <= 0 or hb <= 0 or not (0.7 <= hb / ha <= 1.4):
+        return False
+    overlap = min(a[3], b[3]) - max(a[1], b[1])
+    gap = b[0] - a[2]
+    return overlap >= 0.6 * min(ha, hb) and -0.5 * min(ha, hb) <= gap <= 1.0 * max(ha, hb)
+
+
+def _join_words(items: list[tuple[list[int], str, float]]) -> list[tuple[list[int], str, float]]:
+    """Merge boxes that sit side by side on one row into one line (left to right)."""
+    rest = sorted(items, key=lambda it: it[0][0])
+    lines: list[tuple[list[int], str, float]] = []
+    while rest:
+        box, text, conf = rest.pop(0)
+        merged = True
+        while merged:
+            merged = False
+            for i, (b, t, c) in enumerate(rest):
+                if _same_row(box, b):
+                    box = [min(box[0], b[0]), min(box[1], b[1]), max(box[2], b[2]), max(box[3], b[3])]
+                    text, conf = f"{text.strip()} {t.strip()}", min(conf, c)
+                    rest.pop(i)
+                    merged = True
+                    break
+        lines.append((box, text, conf))
+    return lines
+
+
 def _same_line_family(a: list[int], b: list[int]) -> bool:
     """b can continue a's title: similar height, similar x-centre, vertically adjacent."""
     ha, hb = a[3] - a[1], b[3] - b[1]
     if ha <= 0 or hb <= 0 or not (0.6 <= hb / ha <= 1.6):
         return False
     wa = a[2] - a[0]
-    if abs((a[0] + a[2]) / 2 - (b[0] + b[2]) / 2) > max(0.25 * max(wa, b[2] - b[0]), 0.5 * ha):
+    tol = 0.5 * min(ha, hb)
+    centred = abs((a[0] + a[2]) / 2 - (b[0] + b[2]) / 2) <= max(0.25 * max(wa, b[2] - b[0]), 0.5 * ha)
+    # Left- or right-aligned title blocks are as common as centred ones.
+    if not (centred or abs(a[0] - b[0]) <= tol or abs(a[2] - b[2]) <= tol):
         return False
     gap = max(b[1] - a[3], a[1] - b[3])
     return gap <= 0.8 * max(ha, hb)
@@ -220,9 +254,10 @@ def title_box(ocr_items: Sequence[Any], image_shape: tuple[int, ...]) -> TitleCh
     The best-scoring box is the title's first line; vertically adjacent boxes of similar height
     and x-centre join it (two-line titles), reading top to bottom.
     """
-    items = [_ocr_fields(it) for it in ocr_items]
-    scored = [(_title_score(b, t, c, image_shape), b, t) for b, t, c in items]
+    items = _join_words([_ocr_fields(it) for it in ocr_items])
+    scored = [(_title_score(b, t, c, image_shape), b, t, c) for b, t, c in items]
     scored = [s for s in scored if s[0] > 0]
+    confs = [s[3] for s in scored]
     if not scored:
         return None
     best_i = max(range(len(scored)), key=lambda i: scored[i][0])
@@ -230,8 +265,8 @@ def title_box(ocr_items: Sequence[Any], image_shape: tuple[int, ...]) -> TitleCh
     grew = True
     while grew:  # grow one line at a time, above or below the current block
         grew = False
-        for i, (_, b, _t) in enumerate(scored):
-            if i in chosen:
+        for i, (_, b, _t, _c) in enumerate(scored):
+            if i in chosen or confs[i] < _TITLE_LINE_MIN_CONF:
                 continue
             if any(_same_line_family(scored[j][1], b) for j in chosen):
                 chosen.append(i)

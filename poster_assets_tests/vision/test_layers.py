@@ -154,3 +154,25 @@ def test_roles_without_text_or_foreground():
     layers = assign_roles(split, [], None)
     roles = [info.role for info in sorted(layers, key=lambda li: li.depth_rank)]
     assert roles == [ROLE_BACKGROUND, "other", ROLE_SUBJECT]
+
+
+def test_title_box_joins_word_boxes_on_one_row() -> None:
+    # The detector often boxes a title word by word; credits below must stay out.
+    items = [
+        ([80, 68, 376, 213], "THE", 0.99),
+        ([426, 63, 820, 218], "MESA", 0.99),
+        ([256, 1239, 642, 1260], "HALCYON PICTURES PRESENTS", 0.99),
+    ]
+    choice = title_box(items, (1350, 900))
+    assert choice is not None and choice.text == "THE MESA"
+    assert choice.box == [80, 63, 820, 218]
+
+
+def test_title_box_joins_left_aligned_lines_but_not_garbled_reads() -> None:
+    items = [
+        ([0, 560, 599, 641], "ww wwwwwww", 0.58),  # halftone dots read as letters
+        ([81, 649, 434, 732], "THE", 0.99),
+        ([75, 739, 914, 871], "ORCHARD", 0.99),
+    ]
+    choice = title_box(items, (1500, 1000))
+    assert choice is not None and choice.text == "THE ORCHARD"
