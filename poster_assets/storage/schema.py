@@ -107,4 +107,43 @@ CREATE TABLE IF NOT EXISTS layer_masks (
 );
 """
 
-SCHEMA_SQL = RAW_POSTERS + EXTRACTIONS + OCR_TEXT + DEPTH_MAPS + FOREGROUND_MASKS + LAYER_MASKS
+# Embeddings of different kinds have different widths (1280 for EfficientNet, 768 for the pixel
+# baseline, something else for a later SSL encoder). A fixed FLOAT[N] column fixes N per table,
+# so one table would need a column per width; instead one variable-length FLOAT[] with its
+# width in ``dim`` (checked). A query over one kind casts to the fixed type when it needs
+# DuckDB's array functions: ``embedding::FLOAT[1280]``.
+FOREGROUND_EMBEDDINGS = """
+CREATE TABLE IF NOT EXISTS foreground_embeddings (
+    poster_id      VARCHAR NOT NULL,
+    kind           VARCHAR NOT NULL,   -- foreground | poster | pixels
+    model_version  VARCHAR NOT NULL,   -- what was fed + the model (+ the mask model for foreground)
+    dim            INTEGER NOT NULL,
+    embedding      FLOAT[] NOT NULL CHECK (len(embedding) = dim),  -- L2-normalised
+    PRIMARY KEY (poster_id, kind, model_version)
+);
+"""
+
+# Top-k most similar other posters per poster and kind, from the FAISS index; rewritten whole
+# by each faiss_index materialization.
+POSTER_NEIGHBORS = """
+CREATE TABLE IF NOT EXISTS poster_neighbors (
+    poster_id      VARCHAR NOT NULL,
+    kind           VARCHAR NOT NULL,
+    model_version  VARCHAR NOT NULL,
+    rank           INTEGER NOT NULL,   -- 1 = most similar
+    neighbor_id    VARCHAR NOT NULL,
+    score          DOUBLE NOT NULL,    -- cosine similarity
+    PRIMARY KEY (poster_id, kind, model_version, rank)
+);
+"""
+
+SCHEMA_SQL = (
+    RAW_POSTERS
+    + EXTRACTIONS
+    + OCR_TEXT
+    + DEPTH_MAPS
+    + FOREGROUND_MASKS
+    + LAYER_MASKS
+    + FOREGROUND_EMBEDDINGS
+    + POSTER_NEIGHBORS
+)

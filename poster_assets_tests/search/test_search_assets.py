@@ -1,0 +1,214 @@
+"""foreground_embeddings and faiss_index on generated posters, through Dagster's in-process
+materialize: real OpenVINO, FAISS and DuckDB (see _pipeline for the shared, once-built corpus)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dagster as dg
+import numpy as np
+import pytest
+
+from poster_assets.demo import generate_corpus
+from poster_assets.extract import embed_steps
+from poster_assets.search.embed import EMBEDDING_KINDS
+from poster_assets.search.index import PosterIndex, build_index, choose_index_spec
+from poster_assets.storage.readonly_sql import run_readonly
+from poster_assets.storage.resource import PosterStore
+from poster_assets_tests.search import _pipeline as P
+
+N = P.N_POSTERS
+
+
+@pytest.fixture
+def env(tmp_path: Path):
+    """A private copy of the built home and a fresh Dagster instance that knows its batches."""
+    store = P.copy_home(tmp_path / "home")
+    with dg.instance_for_test(temp_dir=str(tmp_path / "home" / "dagster")) as instance:
+        P.register_batches(store, instance)
+        yield store, instance
+
+
+def _versions(store: PosterStore) -> dict[str, str]:
+    return embed_steps.kind_versions(P.models_for(store.home_path).foreground().version)
+
+
+def test_embeddings_per_kind_are_unit_vectors_and_a_rerun_does_no_work(env) -> None:
+    store, instance = env
+    built = P.built()
+    meta = built.embeddings_meta
+    assert (meta["processed"], meta["failed"]) == (N, 0)
+    for kind in EMBEDDING_KINDS:
+        assert meta[f"{kind}_vectors_in_batch"] == N
+    assert "data:image/jpeg;base64," in meta["preview"]
+    assert built.norm_check_passed
+
+    rows = store.db.query(
+        "SELECT kind, any_value(model_version), min(dim), max(dim), count(*), "
+        "max(abs(sqrt(list_inner_product(embedding, embedding)) - 1)) FROM foreground_embeddings GROUP BY ALL"
+    )
+    by_kind = {r[0]: r[1:] for r in rows}
+    assert set(by_kind) == set(EMBEDDING_KINDS)
+    versions = _versions(store)
+    for kind, (version, lo, hi, n, norm_err) in by_kind.items():
+        assert version == versions[kind]
+        assert lo == hi == embed_steps.KIND_DIMS[kind] and n == N and norm_err < 1e-5, kind
+    # The foreground kind names the mask model it was cropped with; the others do not need to.
+    assert versions["foreground"].endswith("+mask:fg:grabcut-saliency-v1")
+    assert "mask:" not in versions["poster"]
+    # The source asset's version (no network load) is the embedder's own.
+    assert (
+        embed_steps.embedder(Path(store.home_path / "models")).version == embed_steps.efficientnet_version()
+    )
+
+    # Different posters get different vectors; the foreground crop differs from the whole poster.
+    _, fg = embed_steps.read_vectors(store.db, "foreground", versions["foreground"])
+    ids, poster = embed_steps.read_vectors(store.db, "poster", versions["poster"])
+    sims = poster @ poster.T
+    assert sims[~np.eye(N, dtype=bool)].max() < 0.99
+    assert np.einsum("ij,ij->i", fg, poster).min() < 0.99
+
+    stamps = store.db.query("SELECT poster_id, extracted_at FROM extractions ORDER BY ALL")
+    again = P.materialization(P.materialize_batch(store, instance, built.batch), "foreground_embeddings")
+    assert (again["processed"], again["already_current"]) == (0, N)
+    assert store.db.query("SELECT poster_id, extracted_at FROM extractions ORDER BY ALL") == stamps
+
+
+def test_a_new_foreground_model_would_redo_only_the_foreground_kind(env) -> None:
+    store, _ = env
+    ids = [r[0] for r in store.db.query("SELECT poster_id FROM raw_posters WHERE status = 'ok'")]
+    current = _versions(store)
+    assert all(kinds == [] for kinds in embed_steps.missing_kinds(store.db, ids, current).values())
+    new = embed_steps.kind_versions("u2netp@deadbeef")
+    assert new["poster"] == current["poster"] and new["pixels"] == current["pixels"]
+    assert embed_steps.embeddings_version(new) != embed_steps.embeddings_version(current)
+    assert all(kinds == ["foreground"] for kinds in embed_steps.missing_kinds(store.db, ids, new).values())
+    # And without masks from that model the poster fails with a reason, rather than guessing.
+    refs = [
+        embed_steps.PosterRef(*r)
+        for r in store.db.query(
+            "SELECT poster_id, original_path, file_name FROM raw_posters WHERE status = 'ok' LIMIT 1"
+        )
+    ]
+    with pytest.raises(LookupError, match="no foreground mask at u2netp@deadbeef"):
+        embed_steps.embed_chunk(store.db, store.blobs, refs, "u2netp@deadbeef", lambda: None)
+
+
+def test_index_is_built_with_recall_and_neighbors_are_queryable_in_sql(env) -> None:
+    store, _ = env
+    built = P.built()
+    meta = built.index_meta
+    for kind in EMBEDDING_KINDS:
+        assert meta[f"{kind}_mode"] == "build"
+        assert meta[f"{kind}_count"] == N
+        assert meta[f"{kind}_index_type"] == "flat"
+        assert meta[f"{kind}_recall_at_10"] == 1.0
+        assert (store.home_path / "indexes" / kind / "meta.json").exists()
+    assert built.recall_check_passed
+    assert meta["poster_neighbors_rows"] == len(EMBEDDING_KINDS) * N * (N - 1)
+
+    columns, rows = run_readonly(
+        store.db,
+        "SELECT kind, count(DISTINCT poster_id), max(rank), count(*) FILTER (poster_id = neighbor_id), "
+        "bool_and(score BETWEEN -1.001 AND 1.001) FROM poster_neighbors GROUP BY ALL ORDER BY 1",
+    )
+    assert columns[0] == "kind"
+    assert rows == [(kind, N, N - 1, 0, True) for kind in sorted(EMBEDDING_KINDS)]
+    # Ranks follow the scores, and match an exact search over the stored vectors.
+    versions = _versions(store)
+    ids, vectors = embed_steps.read_vectors(store.db, "poster", versions["poster"])
+    sims = vectors @ vectors.T
+    np.fill_diagonal(sims, -np.inf)
+    for i, pid in enumerate(ids):
+        got = store.db.query(
+            "SELECT neighbor_id, score FROM poster_neighbors WHERE kind = 'poster' AND poster_id = ? "
+            "ORDER BY rank",
+            [pid],
+        )
+        order = np.argsort(-sims[i])[: N - 1]
+        assert [g[0] for g in got] == [ids[j] for j in order]
+        np.testing.assert_allclose([g[1] for g in got], sims[i][order], atol=1e-5)
+
+
+def test_a_second_batch_is_added_without_rebuild_and_answers_like_a_rebuild(env, tmp_path: Path) -> None:
+    store, instance = env
+    more = tmp_path / "more"
+    generate_corpus(more, n=3, seed=12)
+    batch = P.add_batch(store, instance, more)
+    P.materialize_batch(store, instance, batch)
+    result = P.materialize_index(store, instance)
+    meta = P.materialization(result, "faiss_index")
+    for kind in EMBEDDING_KINDS:
+        assert (meta[f"{kind}_mode"], meta[f"{kind}_added"], meta[f"{kind}_count"]) == ("add", 3, N + 3), kind
+        assert f"{kind}_reason" not in meta
+    assert P.check_passed(result, "recall_at_10_vs_exact")
+
+    versions = _versions(store)
+    for kind in EMBEDDING_KINDS:
+        saved = PosterIndex.load(embed_steps.index_dir(store.home_path, kind))
+        assert saved.model_version == versions[kind] and saved.count == N + 3
+        ids, vectors = embed_steps.read_vectors(store.db, kind, versions[kind])
+        rebuilt = build_index(
+            vectors, ids, choose_index_spec(len(ids), vectors.shape[1]), kind, versions[kind]
+        )
+        s_saved, h_saved = saved.search(vectors, 5)
+        s_rebuilt, h_rebuilt = rebuilt.search(vectors, 5)
+        assert h_saved == h_rebuilt, kind
+        np.testing.assert_allclose(s_saved, s_rebuilt, atol=1e-5)
+    # Nothing new: nothing is rebuilt or even re-saved.
+    meta = P.materialization(P.materialize_index(store, instance), "faiss_index")
+    assert all(meta[f"{kind}_mode"] == "unchanged" for kind in EMBEDDING_KINDS)
+
+
+def test_a_corrupt_index_is_rebuilt_by_the_next_materialization(env) -> None:
+    store, instance = env
+    folder = embed_steps.index_dir(store.home_path, "foreground")
+    (data,) = [p for p in folder.glob("data-*")]
+    index_file = data / "index.faiss"
+    blob = bytearray(index_file.read_bytes())
+    blob[len(blob) // 2] ^= 0xFF
+    index_file.write_bytes(bytes(blob))
+
+    result = P.materialize_index(store, instance)
+    meta = P.materialization(result, "faiss_index")
+    assert meta["foreground_mode"] == "build"
+    assert "unreadable" in meta["foreground_reason"] and "checksum" in meta["foreground_reason"]
+    assert meta["poster_mode"] == meta["pixels_mode"] == "unchanged"
+    assert P.check_passed(result, "recall_at_10_vs_exact")
+    assert PosterIndex.load(folder).count == N
+
+    # A model version the saved index was not built with also means a rebuild, and says why.
+    update = embed_steps.sync_index(store.db, folder, "foreground", "foreground:other-version")
+    assert update.mode == "empty" and PosterIndex.load(folder).count == N  # no vectors: left alone
+    versions = _versions(store)
+    store_version = versions["poster"]
+    pixels_folder = embed_steps.index_dir(store.home_path, "pixels")
+    update = embed_steps.sync_index(store.db, pixels_folder, "poster", store_version)
+    assert update.mode == "build" and "model version changed" in update.reason
+
+
+def test_the_weights_are_a_source_asset_and_the_jobs_run_embeddings_and_indexes(
+    env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from poster_assets.definitions import defs
+
+    store, instance = env
+    monkeypatch.setenv("POSTER_ASSETS_HOME", str(store.home_path))
+    observed = defs.resolve_job_def("observe_models_job").execute_in_process(instance=instance)
+    assert observed.success
+    tags = {
+        e.asset_observation_data.asset_observation.asset_key.to_user_string(): (
+            e.asset_observation_data.asset_observation.tags
+        )
+        for e in observed.get_asset_observation_events()
+    }
+    assert tags["models/efficientnet_lite0"]["dagster/data_version"] == embed_steps.efficientnet_version()
+
+    graph = defs.resolve_asset_graph()
+    parents = graph.get(dg.AssetKey("foreground_embeddings")).parent_keys
+    assert {dg.AssetKey(["models", "efficientnet_lite0"]), dg.AssetKey("foreground_masks")} <= parents
+    assert (
+        dg.AssetKey("foreground_embeddings")
+        in defs.resolve_job_def("batch_job").asset_layer.executable_asset_keys
+    )
+    assert dg.AssetKey("faiss_index") in defs.resolve_job_def("corpus_job").asset_layer.executable_asset_keys
