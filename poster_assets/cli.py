@@ -220,6 +220,7 @@ def evaluate(details: bool) -> None:
 def gc(dry_run: bool) -> None:
     """Remove rows and files made by model versions that are no longer current."""
     from poster_assets.defs.extract.resources import ModelsResource
+    from poster_assets.extract.embed_steps import embeddings_version, kind_versions
     from poster_assets.extract.gc import collect_garbage
     from poster_assets.extract.steps import layers_version
 
@@ -232,6 +233,9 @@ def gc(dry_run: bool) -> None:
     current["layer_masks"] = layers_version(
         current["depth_maps"], current["foreground_masks"], current["ocr_text"]
     )
+    kinds = kind_versions(current["foreground_masks"])
+    current["embedding_kinds"] = kinds
+    current["foreground_embeddings"] = embeddings_version(kinds)
     store = _store()
     report = collect_garbage(store.db, store.blobs, current, dry_run=dry_run)
     rows = [(table, version, n) for (table, version), n in sorted(report.rows.items())]
