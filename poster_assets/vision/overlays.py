@@ -58,6 +58,16 @@ def _scaled(box: Sequence[float], scale: float) -> list[float]:
     return [v * scale for v in box]
 
 
+def ocr_tile(rgb: np.ndarray, ocr_boxes: Sequence[Any] = (), width: int = PANEL_WIDTH) -> Image.Image:
+    """The poster, ``width`` pixels wide, with its OCR boxes drawn in yellow."""
+    tile, scale = _tile(rgb, width)
+    draw = ImageDraw.Draw(tile)
+    for item in ocr_boxes:
+        box = item[0] if isinstance(item, tuple | list) and len(item) == 3 else item
+        draw.rectangle(_scaled(as_box(box), scale), outline=(255, 220, 0))
+    return tile
+
+
 def extraction_panel(
     rgb: np.ndarray,
     depth: np.ndarray,
@@ -68,11 +78,8 @@ def extraction_panel(
     width: int = PANEL_WIDTH,
 ) -> Image.Image:
     """original (OCR boxes) | depth | layers (title box red, foreground outline white), side by side."""
-    original, scale = _tile(rgb, width)
-    draw = ImageDraw.Draw(original)
-    for item in ocr_boxes:
-        box = item[0] if isinstance(item, tuple | list) and len(item) == 3 else item
-        draw.rectangle(_scaled(as_box(box), scale), outline=(255, 220, 0))
+    original = ocr_tile(rgb, ocr_boxes, width)
+    scale = width / rgb.shape[1]
     depth_tile, _ = _tile(depth_colormap(depth), width)
     layer_rgb = layers_colored(layers)
     if foreground_mask is not None:

@@ -13,7 +13,7 @@ from poster_assets.extract import steps
 from poster_assets.extract.runner import ExtractionStats, PosterRef, guarded, load_rgb, run_extraction
 from poster_assets.storage.resource import PosterStore
 from poster_assets.vision.contact_sheet import contact_sheet
-from poster_assets.vision.overlays import depth_colormap, extraction_panel
+from poster_assets.vision.overlays import depth_colormap, extraction_panel, ocr_tile
 
 _PREVIEW_POSTERS = 6
 
@@ -83,14 +83,7 @@ def ocr_text(
                 "ORDER BY line_index",
                 [ref.poster_id, engine.version],
             )
-            tiles.append(
-                extraction_panel(
-                    rgb,
-                    np.zeros(rgb.shape[:2], np.float32),
-                    np.zeros(rgb.shape[:2], np.int32),
-                    ocr_boxes=[b for b, _ in items],
-                ).crop((0, 0, 160, 10_000))
-            )
+            tiles.append(ocr_tile(rgb, [b for b, _ in items]))
             captions.append(items[0][1] if items else "(no text)")
         extra["preview"] = image_markdown(
             contact_sheet(tiles, captions, columns=6, tile_width=160), "OCR boxes"
