@@ -1,4 +1,6 @@
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -66,3 +68,17 @@ def test_sensor_requests_a_run_for_new_files_only(store: PosterStore, instance) 
     _age(inbox)
     later = inbox_sensor(dg.build_sensor_context(instance=instance, resources={"store": store}))
     assert isinstance(later, dg.SensorResult) and len(later.run_requests) == 1
+
+
+def test_workspace_loads_in_dagster_tooling() -> None:
+    """What `dagster dev -w workspace.yaml` does first: load and validate the code location."""
+    root = Path(__file__).resolve().parents[2]
+    dagster = Path(sys.executable).with_name("dagster")
+    done = subprocess.run(
+        [str(dagster), "definitions", "validate", "-w", str(root / "workspace.yaml")],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
