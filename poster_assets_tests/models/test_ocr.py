@@ -14,7 +14,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from poster_assets.demo import generate_corpus, load_ground_truth
 from poster_assets.models import store
-from poster_assets.models.ocr import OcrEngine, insert_word_gaps, reading_order
+from poster_assets.models.ocr import OcrEngine, insert_word_gaps, pool_shape, reading_order
 from poster_assets.models.registry import get_spec
 
 _FONT = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans-Bold.ttf"
@@ -162,3 +162,29 @@ def test_insert_word_gaps_on_a_drawn_line() -> None:
     assert insert_word_gaps("HORIZON", cols, frames, crop) == "HORIZON"
     crop, cols, frames = _spaced_crop(["TO", "ENGINE"], gap=24)
     assert insert_word_gaps("TO ENGINE", cols, frames, crop) == "TO ENGINE"
+
+
+def test_read_many_matches_read_in_input_order(engine: OcrEngine, tmp_path: Path) -> None:
+    """The batch path (a pool of one-stream engines on threads) gives ``read``'s text and boxes,
+    each poster's in its own slot, whatever the order and with a blank image in the middle."""
+    generate_corpus(tmp_path, n=3, seed=0)
+    images = [np.asarray(Image.open(gt.path).convert("RGB")) for gt in load_ground_truth(tmp_path).values()]
+    images.insert(1, np.full((300, 200, 3), 128, np.uint8))
+    images.append(images[0])  # a repeat: more posters than engines, so engines are reused
+    single = [engine.read(rgb) for rgb in images]
+    many = engine.read_many(images)
+    assert [[i.text for i in items] for items in many] == [[i.text for i in items] for items in single]
+    assert [[i.polygon for i in items] for items in many] == [[i.polygon for i in items] for items in single]
+    assert many[1] == [] and all(many[k] for k in (0, 2, 3, 4))
+    assert len({tuple(i.text for i in items) for items in many}) == 4  # distinct posters, not one repeated
+    assert engine.read_many([]) == []
+    with pytest.raises(ValueError, match="HxWx3"):
+        engine.read_many([np.zeros((10, 10), np.uint8)])
+
+
+def test_pool_shape_splits_the_cores() -> None:
+    assert pool_shape(1) == (2, 1)
+    assert pool_shape(2) == (2, 1)
+    assert pool_shape(16) == (4, 4)
+    engines, threads = pool_shape(64)
+    assert engines * threads <= 64 and threads >= 4
