@@ -109,6 +109,21 @@ def guarded(one: Callable[[PosterRef], Rows]) -> ChunkFn:
     return chunk
 
 
+def batched(many: Callable[[Sequence[PosterRef]], list[Rows]]) -> ChunkFn:
+    """Run a whole chunk through ``many`` (one batched model call); if that raises, redo the
+    chunk one poster at a time so only the bad poster fails."""
+
+    def chunk(refs: Sequence[PosterRef]) -> list[Outcome]:
+        try:
+            done = dict(zip((r.poster_id for r in refs), many(refs), strict=True))
+        except Exception:  # noqa: BLE001 - find the poster that broke the batch
+            log.warning("batch of %d failed; retrying one by one", len(refs), exc_info=True)
+            return guarded(lambda r: many([r])[0])(refs)
+        return guarded(lambda r: done[r.poster_id])(refs)
+
+    return chunk
+
+
 def run_extraction(
     db: Database,
     asset: str,

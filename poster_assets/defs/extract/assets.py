@@ -10,7 +10,14 @@ from poster_assets.defs.ingest.assets import raw_posters
 from poster_assets.defs.partitions import batch_partitions
 from poster_assets.defs.previews import image_markdown, markdown_table
 from poster_assets.extract import steps
-from poster_assets.extract.runner import ExtractionStats, PosterRef, guarded, load_rgb, run_extraction
+from poster_assets.extract.runner import (
+    ExtractionStats,
+    PosterRef,
+    batched,
+    guarded,
+    load_rgb,
+    run_extraction,
+)
 from poster_assets.storage.resource import PosterStore
 from poster_assets.vision.contact_sheet import contact_sheet
 from poster_assets.vision.overlays import depth_colormap, extraction_panel, ocr_tile
@@ -61,15 +68,17 @@ def ocr_text(
     reading order and the model versions that read them."""
     engine = models.ocr()
 
-    def one(ref: PosterRef) -> steps.Rows:
-        return steps.ocr_rows(ref, engine.read(load_rgb(store.blobs, ref)), engine.version)
+    def many(refs: list[PosterRef]) -> list[steps.Rows]:
+        # Posters of a chunk run concurrently, one OpenVINO stream each.
+        found = engine.read_many([load_rgb(store.blobs, r) for r in refs])
+        return [steps.ocr_rows(r, items, engine.version) for r, items in zip(refs, found, strict=True)]
 
     stats = run_extraction(
         store.db,
         "ocr_text",
         engine.version,
         context.partition_key,
-        guarded(one),
+        batched(many),
         progress=_progress(context, "ocr"),
     )
     extra = {}
@@ -121,28 +130,16 @@ def _dense_asset(kind: str):
             context.log.warning(f"{asset_name}: using fallback {estimator.version} ({estimator.reason})")
         to_rows = steps.depth_rows if kind == "depth" else steps.foreground_rows
 
-        def chunk(refs):
-            images = [load_rgb(store.blobs, r) for r in refs]
-            maps = estimator.predict_batch(images)
-            return {
-                r.poster_id: to_rows(r, m, estimator.version, store.blobs)
-                for r, m in zip(refs, maps, strict=True)
-            }
-
-        def process(refs):
-            # Batch through the network; on an error, redo one by one so only the bad poster fails.
-            try:
-                done = chunk(refs)
-                return guarded(lambda r: done[r.poster_id])(refs)
-            except Exception:  # noqa: BLE001
-                return guarded(lambda r: chunk([r])[r.poster_id])(refs)
+        def many(refs: list[PosterRef]) -> list[steps.Rows]:
+            maps = estimator.predict_batch([load_rgb(store.blobs, r) for r in refs])
+            return [to_rows(r, m, estimator.version, store.blobs) for r, m in zip(refs, maps, strict=True)]
 
         stats = run_extraction(
             store.db,
             asset_name,
             estimator.version,
             context.partition_key,
-            process,
+            batched(many),
             progress=_progress(context, kind),
         )
         extra: dict = {"neural": estimator.neural}
