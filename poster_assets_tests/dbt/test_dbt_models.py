@@ -24,13 +24,9 @@ from poster_assets.defs.dbt.project import (
     manifest_is_stale,
     poster_dbt_project,
 )
-from poster_assets.defs.extract.assets import depth_maps, foreground_masks, layer_masks, ocr_text
-from poster_assets.defs.extract.resources import ModelsResource
-from poster_assets.defs.ingest.assets import raw_posters
-from poster_assets.defs.partitions import BATCHES
 from poster_assets.demo import generate_corpus
-from poster_assets.headless import plan_batch
 from poster_assets.storage.resource import PosterStore
+from poster_assets_tests.extracted import extract_folder
 
 N_POSTERS = 4
 EXTRACTORS = ["ocr_text", "depth_maps", "foreground_masks", "layer_masks"]
@@ -44,19 +40,7 @@ def extracted(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     corpus = home / "corpus"
     generate_corpus(corpus, n=N_POSTERS, seed=1)
     (corpus / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
-    store = PosterStore(home=str(home))
-    with pytest.MonkeyPatch.context() as mp, dg.instance_for_test(temp_dir=str(home / "dagster")) as instance:
-        mp.setenv("POSTER_ASSETS_HOME", str(home))
-        manifest = plan_batch(store, corpus, None, recursive=False)
-        manifest.save(store.batches_dir)
-        instance.add_dynamic_partitions(BATCHES, [manifest.batch])
-        result = dg.materialize(
-            [raw_posters, ocr_text, depth_maps, foreground_masks, layer_masks],
-            partition_key=manifest.batch,
-            instance=instance,
-            resources={"store": store, "models": ModelsResource(models_dir=str(home / "models"))},
-        )
-    assert result.success
+    store = extract_folder(home, corpus)
     return store.db_path, corpus
 
 

@@ -6,19 +6,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import dagster as dg
 import pytest
 import torch
 
-from poster_assets.defs.extract.assets import depth_maps, foreground_masks, layer_masks, ocr_text
-from poster_assets.defs.extract.resources import ModelsResource
-from poster_assets.defs.ingest.assets import raw_posters
-from poster_assets.defs.partitions import BATCHES
 from poster_assets.demo import generate_corpus
-from poster_assets.headless import plan_batch
 from poster_assets.ssl.data import TrainItem, load_training_items
 from poster_assets.ssl.train import TrainConfig, TrainResult, train_encoder
 from poster_assets.storage.resource import PosterStore
+from poster_assets_tests.extracted import extract_folder
 
 # The loss-decrease run: fixed seed, large enough a learning rate that 20 steps show it.
 SHORT_RUN = TrainConfig(seed=7, steps=20, batch_size=8, lr=0.1, image_size=80, device="cpu")
@@ -30,22 +25,8 @@ def ssl_store(tmp_path_factory: pytest.TempPathFactory) -> PosterStore:
     root = tmp_path_factory.mktemp("ssl")
     home = root / "home"
     (home / "dagster").mkdir(parents=True)
-    store = PosterStore(home=str(home))
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("POSTER_ASSETS_HOME", str(home))
-        mp.setenv("DAGSTER_HOME", str(home / "dagster"))
-        generate_corpus(root / "corpus", n=8, seed=2)
-        manifest = plan_batch(store, root / "corpus", None, recursive=False)
-        with dg.instance_for_test(temp_dir=str(home / "dagster")) as instance:
-            manifest.save(store.batches_dir)
-            instance.add_dynamic_partitions(BATCHES, [manifest.batch])
-            result = dg.materialize(
-                [raw_posters, ocr_text, depth_maps, foreground_masks, layer_masks],
-                partition_key=manifest.batch,
-                instance=instance,
-                resources={"store": store, "models": ModelsResource(models_dir=str(home / "models"))},
-            )
-            assert result.success
+    generate_corpus(root / "corpus", n=8, seed=2)
+    store = extract_folder(home, root / "corpus")
     return store
 
 
