@@ -220,7 +220,7 @@ def evaluate(details: bool) -> None:
 def gc(dry_run: bool) -> None:
     """Remove rows and files made by model versions that are no longer current."""
     from poster_assets.defs.extract.resources import ModelsResource
-    from poster_assets.extract.embed_steps import embeddings_version, kind_versions
+    from poster_assets.extract.embed_steps import embeddings_version, kind_versions, ssl_version
     from poster_assets.extract.gc import collect_garbage
     from poster_assets.extract.steps import layers_version
 
@@ -233,7 +233,7 @@ def gc(dry_run: bool) -> None:
     current["layer_masks"] = layers_version(
         current["depth_maps"], current["foreground_masks"], current["ocr_text"]
     )
-    kinds = kind_versions(current["foreground_masks"])
+    kinds = kind_versions(current["foreground_masks"], ssl_version(models.path))
     current["embedding_kinds"] = kinds
     current["foreground_embeddings"] = embeddings_version(kinds)
     store = _store()
@@ -245,6 +245,29 @@ def gc(dry_run: bool) -> None:
     click.echo(_format_table(["table", "old version", "rows"], rows, 70))
     verb = "would remove" if dry_run else "removed"
     click.echo(f"{verb} {sum(report.rows.values())} rows and {report.files} files")
+
+
+@main.command("train-encoder")
+@click.option("--steps", type=click.IntRange(min=1), help="Training steps (default: the asset's, 300).")
+def train_encoder(steps: int | None) -> None:
+    """Train the SSL encoder on every labelled poster and make it the current one (ssl_job).
+
+    Then `poster-assets run --all` adds the `ssl` embeddings and index (`search --kind ssl`).
+    """
+    from poster_assets import headless
+    from poster_assets.defs.extract.resources import ModelsResource
+    from poster_assets.extract.embed_steps import current_ssl_encoder
+
+    inst = headless.instance()
+    click.echo("training the SSL encoder (minutes on a CPU) …")
+    result = headless.run_ssl(inst, steps)
+    if not result.success:
+        raise click.ClickException("training failed; see `poster-assets ui` for the run log")
+    encoder = current_ssl_encoder(ModelsResource().path)
+    if encoder is None:
+        raise click.ClickException("training ran, but no healthy encoder was made current (see the run log)")
+    click.echo(f"current encoder: {encoder.version} ({encoder.ir_path})")
+    click.echo("next: `poster-assets run --all` embeds every poster with it")
 
 
 @main.command()
@@ -314,8 +337,8 @@ def _format_table(columns: list[str], rows: list[tuple[Any, ...]], max_width: in
 
 
 # Embedding kinds, spelled out so the CLI starts without importing OpenCV (a test keeps them
-# equal to poster_assets.search.embed.EMBEDDING_KINDS).
-_SEARCH_KINDS = ("foreground", "poster", "pixels")
+# equal to poster_assets.extract.embed_steps.ALL_KINDS: the EMBEDDING_KINDS plus "ssl").
+_SEARCH_KINDS = ("foreground", "poster", "pixels", "ssl")
 
 
 @main.command()

@@ -8,7 +8,8 @@ from poster_assets.defs.embed import definitions as embed
 from poster_assets.defs.extract import definitions as extract
 from poster_assets.defs.ingest import definitions as ingest
 from poster_assets.defs.ingest.sensors import inbox_sensor
-from poster_assets.defs.jobs import batch_job, corpus_automation_sensor, corpus_job
+from poster_assets.defs.jobs import batch_job, corpus_automation_sensor, corpus_job, ssl_job
+from poster_assets.defs.ssl import definitions as ssl
 from poster_assets.storage.resource import PosterStore
 
 defs = dg.Definitions.merge(
@@ -16,8 +17,9 @@ defs = dg.Definitions.merge(
     extract.defs,
     embed.defs,
     dbt.defs,
+    ssl.defs,
     dg.Definitions(
-        jobs=[batch_job, corpus_job],
+        jobs=[batch_job, corpus_job, ssl_job],
         sensors=[inbox_sensor, corpus_automation_sensor],
         resources={"store": PosterStore()},
     ),

@@ -86,6 +86,15 @@ def run_corpus(inst: dg.DagsterInstance) -> dg.ExecuteInProcessResult:
     return job.execute_in_process(instance=inst, raise_on_error=False, run_config=_QUIET)
 
 
+def run_ssl(inst: dg.DagsterInstance, steps: int | None = None) -> dg.ExecuteInProcessResult:
+    """Train the SSL encoder (``ssl_job``); ``steps`` overrides the configured default."""
+    from poster_assets.definitions import defs
+
+    job = defs.resolve_job_def("ssl_job")
+    config = {"ops": {"poster_encoder": {"config": {"steps": steps}}}} if steps is not None else {}
+    return job.execute_in_process(instance=inst, raise_on_error=False, run_config={**_QUIET, **config})
+
+
 def run_pending(
     inst: dg.DagsterInstance, every: bool = False, echo: Callable[[str], None] = print
 ) -> list[tuple[str, bool]]:

@@ -23,6 +23,13 @@ corpus_job = dg.define_asset_job(
     description="Rebuild the corpus-wide assets (similarity indexes, dbt models and their tests).",
 )
 
+# The trained encoder: minutes of training, so only on request (`poster-assets train-encoder`).
+ssl_job = dg.define_asset_job(
+    "ssl_job",
+    selection=dg.AssetSelection.assets("poster_encoder"),
+    description="Train the SSL encoder on every labelled poster, export it and make it current.",
+)
+
 # Declarative automation for the corpus-wide assets: rebuilt once their upstream batches have
 # updated. Off until turned on in the UI, like every sensor here.
 corpus_automation_sensor = dg.AutomationConditionSensorDefinition(

@@ -2,8 +2,10 @@
 
 Three embedding kinds per poster (``poster_assets.search.embed``): ``foreground`` (the subject
 crop, from the stored foreground mask), ``poster`` (the whole poster) and ``pixels`` (the
-raw-pixel baseline). Each kind has its own version, stored with its vectors, so a new
-segmenter re-embeds foreground crops only. An outside image (a search query, a near-duplicate
+raw-pixel baseline), plus ``ssl`` (the same foreground crop through the project's own trained
+encoder, ``poster_assets.ssl``) once ``<models>/ssl/current.json`` names one. Each kind has
+its own version, stored with its vectors, so a new segmenter re-embeds foreground crops only
+and a re-trained encoder re-embeds the ssl kind only. An outside image (a search query, a near-duplicate
 variant) goes through exactly the same steps, including the 8-bit rounding of the mask.
 """
 
@@ -11,11 +13,14 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import logging
+import os
+import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
@@ -38,11 +43,27 @@ from poster_assets.search.index import (
 from poster_assets.storage.blobs import BlobStore
 from poster_assets.storage.database import Database
 
+if TYPE_CHECKING:  # the encoder pulls in torch; only the ssl kind needs it
+    from poster_assets.ssl.export import SslEmbedder
+
 log = logging.getLogger(__name__)
 
 EMBEDDINGS_ASSET = "foreground_embeddings"
 EMBEDDINGS_METHOD_VERSION = "embed-v1"
-KIND_DIMS = {"foreground": FEATURE_DIM, "poster": FEATURE_DIM, "pixels": 3 * PIXELS_SIZE**2}
+SSL_KIND = "ssl"
+# Every kind a poster can have; ssl only while a trained encoder exists.
+ALL_KINDS = (*EMBEDDING_KINDS, SSL_KIND)
+# poster_assets.ssl.model.EMBED_DIM, spelled out so this module does not import torch.
+SSL_DIM = 128
+KIND_DIMS = {
+    "foreground": FEATURE_DIM,
+    "poster": FEATURE_DIM,
+    "pixels": 3 * PIXELS_SIZE**2,
+    SSL_KIND: SSL_DIM,
+}
+SSL_POINTER = "current.json"
+# What the ssl kind feeds the encoder: the foreground kind's crop (search.embed "fg-crop-v1").
+_SSL_INPUT_VERSION = "fg-crop-v1"
 NEIGHBORS_K = 10
 RECALL_K = 10
 RECALL_SAMPLE = 200
@@ -68,15 +89,19 @@ def efficientnet_version() -> str:
     return f"{MODEL_NAME}@imagenet+{weights_sha256()[:12]}"
 
 
-def kind_versions(foreground_version: str) -> dict[str, str]:
-    """The version stored with each kind's vectors. The foreground kind also names the mask
-    model: a new segmenter changes the crops, so it re-embeds them (and only them)."""
+def kind_versions(foreground_version: str, ssl_version: str | None = None) -> dict[str, str]:
+    """The version stored with each kind's vectors. The foreground and ssl kinds also name the
+    mask model: a new segmenter changes the crops, so it re-embeds them (and only them). The
+    ssl kind is there only with an ``ssl_version`` (``SslEncoder.version``)."""
     net = _Named(efficientnet_version())
-    return {
+    versions = {
         "foreground": f"{kind_version('foreground', net)}+mask:{foreground_version}",
         "poster": kind_version("poster", net),
         "pixels": kind_version("pixels"),
     }
+    if ssl_version:
+        versions[SSL_KIND] = f"{SSL_KIND}:{_SSL_INPUT_VERSION}+{ssl_version}+mask:{foreground_version}"
+    return versions
 
 
 def embeddings_version(versions: Mapping[str, str]) -> str:
@@ -84,6 +109,88 @@ def embeddings_version(versions: Mapping[str, str]) -> str:
     then only the kinds without a row at their own version are recomputed."""
     text = "|".join(f"{k}={versions[k]}" for k in sorted(versions))
     return f"{EMBEDDINGS_METHOD_VERSION}+{hashlib.sha1(text.encode()).hexdigest()[:12]}"
+
+
+# --- the trained encoder ---------------------------------------------------------------------
+
+
+def ssl_dir(models_dir: Path) -> Path:
+    """Where ``poster_encoder`` keeps its encoders and the pointer to the current one."""
+    return Path(models_dir) / "ssl"
+
+
+@dataclass(frozen=True)
+class SslEncoder:
+    """The current trained encoder, as ``<models>/ssl/current.json`` names it."""
+
+    version: str  # SslEmbedder.version of the IR
+    ir_path: Path
+    data_version: str
+    checkpoint: Path
+
+    def embedder(self) -> SslEmbedder:
+        net = _ssl_embedder(self.ir_path)
+        if net.version != self.version:
+            raise RuntimeError(f"{self.ir_path} is {net.version}, but {SSL_POINTER} says {self.version}")
+        return net
+
+
+def current_ssl_encoder(models_dir: Path) -> SslEncoder | None:
+    """The encoder the pointer file names, or None before the first training (or when the
+    pointer names an IR that is gone)."""
+    folder = ssl_dir(models_dir)
+    try:
+        data = json.loads((folder / SSL_POINTER).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    # Paths are stored relative to the ssl folder, so a copied or moved home keeps working.
+    encoder = SslEncoder(
+        version=data["version"],
+        ir_path=folder / data["ir_path"],
+        data_version=data["data_version"],
+        checkpoint=folder / data["checkpoint"],
+    )
+    if not encoder.ir_path.exists():
+        log.warning("%s names %s, which does not exist: no ssl kind", folder / SSL_POINTER, encoder.ir_path)
+        return None
+    return encoder
+
+
+def ssl_version(models_dir: Path) -> str | None:
+    encoder = current_ssl_encoder(models_dir)
+    return encoder.version if encoder else None
+
+
+def write_ssl_pointer(
+    models_dir: Path, ir_path: Path, version: str, data_version: str, checkpoint: Path
+) -> Path:
+    """Point ``current.json`` at an exported encoder: written under a temporary name and
+    renamed, so a reader sees the old pointer or the new one, never half of one."""
+    folder = ssl_dir(models_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "ir_path": os.path.relpath(ir_path, folder),
+        "version": version,
+        "data_version": data_version,
+        "checkpoint": os.path.relpath(checkpoint, folder),
+    }
+    fd, tmp = tempfile.mkstemp(prefix=".current-", suffix=".json", dir=folder)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(payload, f, indent=2)
+        os.replace(tmp, folder / SSL_POINTER)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return folder / SSL_POINTER
+
+
+@functools.lru_cache(maxsize=2)
+def _ssl_embedder(ir_path: Path) -> SslEmbedder:
+    # IR folders are named by the checkpoint's hash, so a path always holds the same encoder.
+    from poster_assets.ssl.export import SslEmbedder
+
+    return SslEmbedder(ir_path)
 
 
 # --- embedding -------------------------------------------------------------------------------
@@ -108,23 +215,29 @@ class Segmenter(Protocol):  # the part of ForegroundSegmenter used here
     def predict_batch(self, images: Sequence[np.ndarray]) -> list[np.ndarray]: ...
 
 
+def _model_kind(kind: str) -> str:
+    """The ``search.embed`` kind whose input a kind uses: ssl embeds the foreground crop."""
+    return "foreground" if kind == SSL_KIND else kind
+
+
 def embed_new_images(
     kind: str, images: Sequence[np.ndarray], net: Callable[[], Embedder], segmenter: Segmenter | None
 ) -> np.ndarray:
     """(n, dim) unit vectors of images that are not in the store (queries, altered copies):
-    the foreground kind segments them first with the same segmenter the store used."""
+    the foreground and ssl kinds segment them first with the same segmenter the store used.
+    ``net`` gives the kind's network (the SslEmbedder for ssl)."""
     masks = None
-    if kind == "foreground":
+    if _model_kind(kind) == "foreground":
         if segmenter is None:
-            raise ValueError("the foreground kind needs the foreground segmenter")
+            raise ValueError(f"the {kind} kind needs the foreground segmenter")
         masks = [as_stored_mask(m) for m in segmenter.predict_batch(list(images))]
-    return embed_kind(kind, list(images), None if kind == "pixels" else net(), fg_masks=masks)
+    return embed_kind(_model_kind(kind), list(images), None if kind == "pixels" else net(), fg_masks=masks)
 
 
 def missing_kinds(
     db: Database, poster_ids: Sequence[str], versions: Mapping[str, str]
 ) -> dict[str, list[str]]:
-    """Per poster, the kinds with no vector at their current version."""
+    """Per poster, the kinds of ``versions`` with no vector at their current version."""
     have = {
         (pid, kind)
         for pid, kind, version in db.query(
@@ -133,7 +246,7 @@ def missing_kinds(
         )
         if versions.get(kind) == version
     }
-    return {pid: [k for k in EMBEDDING_KINDS if (pid, k) not in have] for pid in poster_ids}
+    return {pid: [k for k in ALL_KINDS if k in versions and (pid, k) not in have] for pid in poster_ids}
 
 
 def stored_masks(
@@ -155,7 +268,7 @@ def stored_masks(
 class ChunkResult:
     rows: dict[str, Rows]  # poster id -> rows (empty when every kind was already current)
     images: dict[str, np.ndarray]  # decoded posters that needed work
-    masks: dict[str, np.ndarray]  # their stored foreground masks (foreground kind only)
+    masks: dict[str, np.ndarray]  # their stored foreground masks (foreground and ssl kinds only)
 
 
 def embed_chunk(
@@ -164,14 +277,15 @@ def embed_chunk(
     refs: Sequence[PosterRef],
     foreground_version: str,
     net: Callable[[], Embedder],
+    ssl: SslEncoder | None = None,
 ) -> ChunkResult:
     """Embed every kind each poster lacks at its current version, a batch per kind; each
-    poster is decoded once. Raises when a poster needing the foreground kind has no mask at
-    ``foreground_version``."""
-    versions = kind_versions(foreground_version)
+    poster is decoded once. The ssl kind is computed only with an ``ssl`` encoder. Raises
+    when a poster needing a foreground crop has no mask at ``foreground_version``."""
+    versions = kind_versions(foreground_version, ssl.version if ssl else None)
     todo = missing_kinds(db, [r.poster_id for r in refs], versions)
     images = {r.poster_id: load_rgb(blobs, r) for r in refs if todo[r.poster_id]}
-    need_fg = [pid for pid in images if "foreground" in todo[pid]]
+    need_fg = [pid for pid in images if {"foreground", SSL_KIND} & set(todo[pid])]
     masks = stored_masks(db, blobs, need_fg, foreground_version)
     if lacking := [pid for pid in need_fg if pid not in masks]:
         raise LookupError(
@@ -179,15 +293,16 @@ def embed_chunk(
             "materialize foreground_masks for this batch first"
         )
     rows: dict[str, Rows] = {r.poster_id: {} for r in refs}
-    for kind in EMBEDDING_KINDS:
+    for kind in versions:
         ids = [pid for pid in images if kind in todo[pid]]
         if not ids:
             continue
+        model = None if kind == "pixels" else ssl.embedder() if kind == SSL_KIND and ssl else net()
         vectors = embed_kind(
-            kind,
+            _model_kind(kind),
             [images[pid] for pid in ids],
-            None if kind == "pixels" else net(),
-            fg_masks=[masks[pid] for pid in ids] if kind == "foreground" else None,
+            model,
+            fg_masks=[masks[pid] for pid in ids] if _model_kind(kind) == "foreground" else None,
         )
         for pid, vector in zip(ids, vectors, strict=True):
             rows[pid].setdefault("foreground_embeddings", []).append(

@@ -5,12 +5,14 @@
     search(image_path=Path("new.jpg"), kind="poster")  # posters like any image file
 
 An outside image goes through exactly the pipeline the stored posters went through (decode,
-foreground mask from the same segmenter, crop, EfficientNet-Lite0), and its version is checked
-against the index's, so a query is never compared with vectors of another model.
+foreground mask from the same segmenter, crop, EfficientNet-Lite0 or, for the ``ssl`` kind, the
+current trained encoder), and its version is checked against the index's, so a query is never
+compared with vectors of another model.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,7 +20,6 @@ import numpy as np
 
 from poster_assets.extract import embed_steps
 from poster_assets.ingest.decode import DecodeError, decode_image
-from poster_assets.search.embed import EMBEDDING_KINDS
 from poster_assets.search.index import IndexCorruptError, IndexMissingError, PosterIndex
 from poster_assets.storage.resource import PosterStore
 
@@ -51,13 +52,20 @@ def _models(models):
 
 def load_index(kind: str, store: PosterStore | None = None) -> PosterIndex:
     """The saved index of ``kind``, or a SearchError that says how to build it."""
-    if kind not in EMBEDDING_KINDS:
-        raise SearchError(f"unknown embedding kind {kind!r}; choose one of {', '.join(EMBEDDING_KINDS)}")
+    if kind not in embed_steps.ALL_KINDS:
+        raise SearchError(
+            f"unknown embedding kind {kind!r}; choose one of {', '.join(embed_steps.ALL_KINDS)}"
+        )
     store = store or PosterStore()
     folder = embed_steps.index_dir(store.home_path, kind)
     try:
         return PosterIndex.load(folder)
     except IndexMissingError:
+        if kind == embed_steps.SSL_KIND:
+            raise SearchError(
+                f"there is no ssl index in {folder.parent}: train the encoder "
+                "(`poster-assets train-encoder`), then `poster-assets run --all` embeds the posters with it"
+            ) from None
         raise SearchError(
             f"there is no {kind} index in {folder.parent}: run `poster-assets run` to build the indexes "
             "(after `poster-assets ingest DIR`)"
@@ -115,11 +123,19 @@ def read_query_image(image_path: Path) -> np.ndarray:
 def embed_image(rgb: np.ndarray, kind: str, models=None) -> tuple[np.ndarray, str]:
     """(unit vector, version) of an outside image for ``kind``, as the stored posters were made."""
     models = _models(models)
-    segmenter = models.foreground() if kind == "foreground" else None
-    version = embed_steps.kind_versions(segmenter.version if segmenter else "")[kind]
-    vector = embed_steps.embed_new_images(kind, [rgb], lambda: embed_steps.embedder(models.path), segmenter)[
-        0
-    ]
+    segmenter = models.foreground() if kind in ("foreground", embed_steps.SSL_KIND) else None
+    net = functools.partial(embed_steps.embedder, models.path)
+    ssl_version = None
+    if kind == embed_steps.SSL_KIND:
+        encoder = embed_steps.current_ssl_encoder(models.path)
+        if encoder is None:
+            raise SearchError(
+                f"there is no trained encoder in {embed_steps.ssl_dir(models.path)}: "
+                "run `poster-assets train-encoder`"
+            )
+        net, ssl_version = encoder.embedder, encoder.version
+    version = embed_steps.kind_versions(segmenter.version if segmenter else "", ssl_version)[kind]
+    vector = embed_steps.embed_new_images(kind, [rgb], net, segmenter)[0]
     return vector, version
 
 

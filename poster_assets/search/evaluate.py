@@ -18,7 +18,6 @@ import numpy as np
 
 from poster_assets.extract import embed_steps
 from poster_assets.extract.runner import PosterRef, load_rgb
-from poster_assets.search.embed import EMBEDDING_KINDS
 from poster_assets.search.quality import VARIANTS, genre_chance_level, genre_precision_at_k
 from poster_assets.storage.resource import PosterStore
 
@@ -64,7 +63,7 @@ class RetrievalQuality:
 
 
 def _current_versions(models) -> dict[str, str]:
-    return embed_steps.kind_versions(models.foreground().version)
+    return embed_steps.kind_versions(models.foreground().version, embed_steps.ssl_version(models.path))
 
 
 def _posters(store: PosterStore, ids: Sequence[str]) -> dict[str, tuple[list[str], PosterRef]]:
@@ -83,7 +82,7 @@ def evaluate_retrieval(
     models=None,
     k: int = 10,
     duplicates: int = 30,
-    kinds: Sequence[str] = EMBEDDING_KINDS,
+    kinds: Sequence[str] | None = None,
     seed: int = 0,
     progress: Callable[[str], None] | None = None,
 ) -> RetrievalQuality:
@@ -93,6 +92,7 @@ def evaluate_retrieval(
     store = store or PosterStore()
     models = models or ModelsResource()
     versions = _current_versions(models)
+    kinds = kinds or list(versions)  # the three built-in kinds, and ssl once an encoder is trained
     say = progress or (lambda _: None)
     stored: dict[str, tuple[list[str], np.ndarray]] = {}
     for kind in kinds:

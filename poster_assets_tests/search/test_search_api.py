@@ -14,6 +14,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from poster_assets.cli import _SEARCH_KINDS, main
+from poster_assets.extract import embed_steps
 from poster_assets.search import html
 from poster_assets.search.api import SearchError, SearchHit, search
 from poster_assets.search.embed import EMBEDDING_KINDS
@@ -126,7 +127,7 @@ def test_retrieval_quality_scores_every_kind(store, models) -> None:
 
 
 def test_cli_search_and_search_quality(store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    assert _SEARCH_KINDS == EMBEDDING_KINDS
+    assert _SEARCH_KINDS == embed_steps.ALL_KINDS
     monkeypatch.setenv("POSTER_ASSETS_HOME", str(store.home_path))
     runner = CliRunner()
     poster_id, original, title = _posters(store)[2]

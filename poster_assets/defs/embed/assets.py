@@ -10,9 +10,10 @@ from poster_assets.defs.extract.resources import ModelsResource
 from poster_assets.defs.ingest.assets import raw_posters
 from poster_assets.defs.partitions import batch_partitions
 from poster_assets.defs.previews import image_markdown, markdown_table
+from poster_assets.defs.ssl.assets import poster_encoder
 from poster_assets.extract import embed_steps
 from poster_assets.extract.runner import PosterRef, guarded, run_extraction
-from poster_assets.search.embed import EMBEDDING_KINDS, foreground_crop
+from poster_assets.search.embed import foreground_crop
 from poster_assets.storage.resource import PosterStore
 from poster_assets.vision.contact_sheet import contact_sheet
 
@@ -37,7 +38,9 @@ def efficientnet_lite0() -> dg.ObserveResult:
 @dg.asset(
     partitions_def=batch_partitions,
     group_name="embed",
-    deps=[raw_posters, foreground_masks, EFFICIENTNET_KEY],
+    # poster_encoder is upstream so a re-training marks the embeddings stale (only the ssl kind
+    # is then recomputed); it is not in batch_job, which never trains.
+    deps=[raw_posters, foreground_masks, EFFICIENTNET_KEY, poster_encoder],
     kinds={"openvino", "duckdb"},
     code_version=embed_steps.EMBEDDINGS_METHOD_VERSION,
 )
@@ -46,17 +49,19 @@ def foreground_embeddings(
 ) -> dg.MaterializeResult:
     """L2-normalised EfficientNet-Lite0 features per poster, three kinds: `foreground` (the
     subject cropped to its mask's box, background blurred away), `poster` (the whole poster) and
-    `pixels` (a 16x16 thumbnail, the baseline). Each kind carries its own version, so a new
-    foreground model re-embeds only the foreground crops."""
+    `pixels` (a 16x16 thumbnail, the baseline), and `ssl` (the foreground crop through the
+    trained `poster_encoder`) once one exists. Each kind carries its own version, so a new
+    foreground model re-embeds only the crops and a re-trained encoder only the ssl kind."""
     fg_version = models.foreground().version
-    versions = embed_steps.kind_versions(fg_version)
+    ssl = embed_steps.current_ssl_encoder(models.path)
+    versions = embed_steps.kind_versions(fg_version, ssl.version if ssl else None)
     version = embed_steps.embeddings_version(versions)
     previews: list[tuple[Image.Image, str]] = []
     names: dict[str, str] = {}
 
     def chunk(refs: list[PosterRef]) -> dict:
         result = embed_steps.embed_chunk(
-            store.db, store.blobs, refs, fg_version, lambda: embed_steps.embedder(models.path)
+            store.db, store.blobs, refs, fg_version, lambda: embed_steps.embedder(models.path), ssl
         )
         for ref in refs:
             names[ref.poster_id] = ref.file_name
@@ -97,7 +102,7 @@ def foreground_embeddings(
         "failed": stats.failed,
         "posters_per_second": round(stats.posters_per_s, 2),
         **{f"{k}_version": v for k, v in versions.items()},
-        **{f"{k}_vectors_in_batch": int(counts.get(k, 0)) for k in EMBEDDING_KINDS},
+        **{f"{k}_vectors_in_batch": int(counts.get(k, 0)) for k in versions},
     }
     if stats.errors:
         meta["failures"] = markdown_table(["poster_id", "error"], stats.errors)
@@ -119,15 +124,16 @@ def foreground_embeddings(
 def faiss_index(
     context: dg.AssetExecutionContext, store: PosterStore, models: ModelsResource
 ) -> dg.MaterializeResult:
-    """One FAISS index per embedding kind under `<home>/indexes/<kind>/` (exact below 50k
-    posters, IVF with re-ranking above), kept up to date by adding new posters; rebuilt when
-    the model version changes or the saved index is missing or unreadable. Also rewrites the
-    `poster_neighbors` table: each poster's 10 most similar posters per kind."""
-    versions = embed_steps.kind_versions(models.foreground().version)
+    """One FAISS index per current embedding kind (ssl only once an encoder has been trained)
+    under `<home>/indexes/<kind>/` (exact below 50k posters, IVF with re-ranking above), kept
+    up to date by adding new posters; rebuilt when the model version changes or the saved
+    index is missing or unreadable. Also rewrites the `poster_neighbors` table: each poster's
+    10 most similar posters per kind."""
+    versions = embed_steps.kind_versions(models.foreground().version, embed_steps.ssl_version(models.path))
     updates = []
     meta: dict = {}
     table = []
-    for kind in EMBEDDING_KINDS:
+    for kind in versions:
         update = embed_steps.sync_index(
             store.db, embed_steps.index_dir(store.home_path, kind), kind, versions[kind]
         )

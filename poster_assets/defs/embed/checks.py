@@ -55,7 +55,10 @@ def index_recall_check(store: PosterStore) -> dg.AssetCheckResult:
     recall@10 against exact search on held-out queries is at least 0.95. Recomputed from the
     files on disk rather than read from the materialization, so it checks what search uses."""
     rows, passed = [], True
-    for kind in EMBEDDING_KINDS:
+    # The ssl index exists only once an encoder has been trained.
+    ssl_folder = embed_steps.index_dir(store.home_path, embed_steps.SSL_KIND)
+    kinds = [*EMBEDDING_KINDS, *([embed_steps.SSL_KIND] if ssl_folder.exists() else [])]
+    for kind in kinds:
         folder = embed_steps.index_dir(store.home_path, kind)
         try:
             index = PosterIndex.load(folder)
