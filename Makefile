@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 N ?= 200
 
-.PHONY: install demo test ui lint bench clean-data
+.PHONY: install demo ssl test ui lint clean-data
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "poster-assets needs Python 3.11"'
@@ -18,6 +18,11 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/poster-assets demo --n $(N)
+
+# Training takes minutes on 2 cores (a GPU is used when present), so it is its own step.
+ssl: $(STAMP)
+	$(BIN)/poster-assets train-encoder
+	$(BIN)/poster-assets run --all
 
 test: $(STAMP)
 	$(BIN)/pytest

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 import dagster as dg
 from PIL import Image
 
+from poster_assets.extract.runner import ExtractionStats
 from poster_assets.storage.blobs import BlobStore
 from poster_assets.vision.contact_sheet import contact_sheet
 
@@ -46,3 +47,18 @@ def markdown_table(
     if len(rows) > limit:
         lines.append(f"\n… and {len(rows) - limit} more")
     return dg.MetadataValue.md("\n".join(lines))
+
+
+def extraction_metadata(stats: ExtractionStats, extra: dict | None = None) -> dict:
+    """What every per-poster extractor reports: version, counts, speed and failures."""
+    meta: dict = {
+        "model_version": stats.version,
+        "ok_posters_in_batch": stats.in_batch,
+        "already_current": stats.up_to_date,
+        "processed": stats.processed,
+        "failed": stats.failed,
+        "posters_per_second": round(stats.posters_per_s, 2),
+    }
+    if stats.errors:
+        meta["failures"] = markdown_table(["poster_id", "error"], stats.errors)
+    return {**meta, **(extra or {})}

@@ -9,7 +9,7 @@ from poster_assets.defs.extract.assets import foreground_masks
 from poster_assets.defs.extract.resources import ModelsResource
 from poster_assets.defs.ingest.assets import raw_posters
 from poster_assets.defs.partitions import batch_partitions
-from poster_assets.defs.previews import image_markdown, markdown_table
+from poster_assets.defs.previews import extraction_metadata, image_markdown, markdown_table
 from poster_assets.defs.ssl.assets import poster_encoder
 from poster_assets.extract import embed_steps
 from poster_assets.extract.runner import PosterRef, guarded, run_extraction
@@ -94,18 +94,13 @@ def foreground_embeddings(
             [context.partition_key, [f"{k}={v}" for k, v in versions.items()]],
         )
     )
-    meta: dict = {
-        "model_version": version,
-        "ok_posters_in_batch": stats.in_batch,
-        "already_current": stats.up_to_date,
-        "processed": stats.processed,
-        "failed": stats.failed,
-        "posters_per_second": round(stats.posters_per_s, 2),
-        **{f"{k}_version": v for k, v in versions.items()},
-        **{f"{k}_vectors_in_batch": int(counts.get(k, 0)) for k in versions},
-    }
-    if stats.errors:
-        meta["failures"] = markdown_table(["poster_id", "error"], stats.errors)
+    meta = extraction_metadata(
+        stats,
+        {
+            **{f"{k}_version": v for k, v in versions.items()},
+            **{f"{k}_vectors_in_batch": int(counts.get(k, 0)) for k in versions},
+        },
+    )
     if previews:
         meta["preview"] = image_markdown(
             contact_sheet([p for p, _ in previews], [c for _, c in previews], columns=6, tile_width=160),

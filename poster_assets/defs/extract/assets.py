@@ -8,10 +8,9 @@ from poster_assets.defs.extract.model_sources import DEPTH_MODELS, FOREGROUND_MO
 from poster_assets.defs.extract.resources import ModelsResource
 from poster_assets.defs.ingest.assets import raw_posters
 from poster_assets.defs.partitions import batch_partitions
-from poster_assets.defs.previews import image_markdown, markdown_table
+from poster_assets.defs.previews import extraction_metadata, image_markdown
 from poster_assets.extract import steps
 from poster_assets.extract.runner import (
-    ExtractionStats,
     PosterRef,
     batched,
     guarded,
@@ -23,20 +22,6 @@ from poster_assets.vision.contact_sheet import contact_sheet
 from poster_assets.vision.overlays import depth_colormap, extraction_panel, ocr_tile
 
 _PREVIEW_POSTERS = 6
-
-
-def _metadata(stats: ExtractionStats, extra: dict | None = None) -> dict:
-    meta = {
-        "model_version": stats.version,
-        "ok_posters_in_batch": stats.in_batch,
-        "already_current": stats.up_to_date,
-        "processed": stats.processed,
-        "failed": stats.failed,
-        "posters_per_second": round(stats.posters_per_s, 2),
-    }
-    if stats.errors:
-        meta["failures"] = markdown_table(["poster_id", "error"], stats.errors)
-    return {**meta, **(extra or {})}
 
 
 def _progress(context: dg.AssetExecutionContext, asset: str):
@@ -98,7 +83,7 @@ def ocr_text(
             contact_sheet(tiles, captions, columns=6, tile_width=160), "OCR boxes"
         )
         extra["engines"] = str(engine.engines)
-    return dg.MaterializeResult(metadata=_metadata(stats, extra))
+    return dg.MaterializeResult(metadata=extraction_metadata(stats, extra))
 
 
 def _dense_asset(kind: str):
@@ -164,7 +149,7 @@ def _dense_asset(kind: str):
             extra["preview"] = image_markdown(
                 contact_sheet(tiles, [r.file_name for r in refs], columns=6, tile_width=160), asset_name
             )
-        return dg.MaterializeResult(metadata=_metadata(stats, extra))
+        return dg.MaterializeResult(metadata=extraction_metadata(stats, extra))
 
     return _asset
 
@@ -228,4 +213,4 @@ def layer_masks(
         extra["preview"] = image_markdown(
             contact_sheet(panels, columns=2, tile_width=480, tile_height=240), "layers"
         )
-    return dg.MaterializeResult(metadata=_metadata(stats, extra))
+    return dg.MaterializeResult(metadata=extraction_metadata(stats, extra))
