@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -60,6 +61,13 @@ class RetrievalQuality:
                 + tuple(f"{q.near_duplicate[v]:.3f}" if v in q.near_duplicate else "" for v in variants)
             )
         return columns, rows
+
+
+def _query_net(kind: str, models_dir: Path):
+    if kind == embed_steps.SSL_KIND:
+        encoder = embed_steps.current_ssl_encoder(models_dir)
+        return encoder.embedder  # called lazily, like the ImageNet one
+    return lambda: embed_steps.embedder(models_dir)
 
 
 def _current_versions(models) -> dict[str, str]:
@@ -128,13 +136,13 @@ def evaluate_retrieval(
         if chosen:
             row_of = {pid: i for i, pid in enumerate(ids)}
             want = np.array([row_of[pid] for pid in chosen])
-            segmenter = models.foreground() if kind == "foreground" else None
+            # Altered copies go through the query pipeline: ssl embeds the foreground crop too.
+            segmenter = models.foreground() if kind in ("foreground", embed_steps.SSL_KIND) else None
+            net = _query_net(kind, models.path)
             hits_all = 0
             for name, images in altered.items():
                 say(f"{kind}: embedding {len(images)} {name} copies")
-                queries = embed_steps.embed_new_images(
-                    kind, images, lambda: embed_steps.embedder(models.path), segmenter
-                )
+                queries = embed_steps.embed_new_images(kind, images, net, segmenter)
                 top1 = np.argmax(queries @ vectors.T, axis=1)
                 hits = int((top1 == want).sum())
                 near[name] = hits / len(chosen)

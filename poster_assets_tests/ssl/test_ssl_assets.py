@@ -211,3 +211,13 @@ def test_search_kinds_and_pointer_without_an_encoder(tmp_path: Path) -> None:
     # A pointer to an IR that is gone means no encoder, not an error in every embedding run.
     embed_steps.write_ssl_pointer(tmp_path, tmp_path / "ssl" / "x" / "model.xml", "v", "d", tmp_path / "c.pt")
     assert embed_steps.current_ssl_encoder(tmp_path) is None
+
+
+def test_search_quality_scores_the_ssl_kind_too(runs: Runs) -> None:
+    from poster_assets.search.evaluate import evaluate_retrieval
+
+    result = evaluate_retrieval(runs.store, runs.models, k=3, duplicates=3)
+    by_kind = {q.kind: q for q in result.kinds}
+    assert set(by_kind) == {*OTHER_KINDS, "ssl"}
+    ssl = by_kind["ssl"]
+    assert ssl.posters == 8 and 0.0 <= ssl.near_duplicate["all"] <= 1.0
