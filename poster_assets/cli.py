@@ -226,7 +226,7 @@ def gc(dry_run: bool) -> None:
 
     models = ModelsResource()
     current = {
-        "ocr_text": models.ocr().version,
+        "ocr_text": models.ocr_version(),
         "depth_maps": models.depth().version,
         "foreground_masks": models.foreground().version,
     }

@@ -72,6 +72,29 @@ class OcrItem:
         return [int(x0), int(y0), int(x1) + 1, int(y1) + 1]
 
 
+def _ocr_specs(models_dir: Path | None) -> tuple[tuple[ModelSpec, ...], tuple[str, ...]]:
+    """The three active specs and their verified files; ``ModelUnavailableError`` otherwise."""
+    specs = tuple(get_spec(n, models_dir) for n in OCR_MODELS)
+    paths = []
+    for spec in specs:
+        status = model_status(spec, models_dir)
+        if status.state != "present":
+            raise ModelUnavailableError(status.reason)
+        paths.append(str(status.path))
+    return specs, tuple(paths)
+
+
+def _version(specs: Sequence[ModelSpec], word_gaps: bool) -> str:
+    models = ",".join(model_version(s) for s in specs)
+    return f"ppocr:{models}+{_POST_VERSION}" if word_gaps else f"ppocr:{models}"
+
+
+def ocr_version(models_dir: Path | None = None, word_gaps: bool = True) -> str:
+    """``OcrEngine(models_dir).version`` without compiling the models: for steps that only
+    need to know which OCR values are current."""
+    return _version(_ocr_specs(models_dir)[0], word_gaps)
+
+
 class OcrEngine:
     """Process-wide PP-OCR: constructing it is cheap after the first time, because the
     compiled rapidocr engine is shared by every instance with the same verified model files.
@@ -89,14 +112,7 @@ class OcrEngine:
     ) -> None:
         """``word_gaps=False`` returns rapidocr's text as recognised (for comparisons)."""
         self.word_gaps = word_gaps
-        self.specs: tuple[ModelSpec, ...] = tuple(get_spec(n, models_dir) for n in OCR_MODELS)
-        paths = []
-        for spec in self.specs:
-            status = model_status(spec, models_dir)
-            if status.state != "present":
-                raise ModelUnavailableError(status.reason)
-            paths.append(str(status.path))
-        self.paths: tuple[str, ...] = tuple(paths)
+        self.specs, self.paths = _ocr_specs(models_dir)
         key = tuple(zip(self.paths, (s.sha256 for s in self.specs), strict=True)) + (
             ("det_limit", str(det_limit_side_len)),
         )
@@ -109,8 +125,7 @@ class OcrEngine:
     @property
     def version(self) -> str:
         """Names all three models, e.g. ``ppocr:ppocr-det@PP-OCRv6-det-small+090f04abcd9d,…``."""
-        models = ",".join(model_version(s) for s in self.specs)
-        return f"ppocr:{models}+{_POST_VERSION}" if self.word_gaps else f"ppocr:{models}"
+        return _version(self.specs, self.word_gaps)
 
     @property
     def engines(self) -> dict[str, str]:

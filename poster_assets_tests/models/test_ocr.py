@@ -14,7 +14,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from poster_assets.demo import generate_corpus, load_ground_truth
 from poster_assets.models import store
-from poster_assets.models.ocr import OcrEngine, insert_word_gaps, pool_shape, reading_order
+from poster_assets.models.ocr import OcrEngine, insert_word_gaps, ocr_version, pool_shape, reading_order
 from poster_assets.models.registry import get_spec
 
 _FONT = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans-Bold.ttf"
@@ -107,6 +107,7 @@ def test_user_manifest_switches_the_recognizer(tmp_path: Path) -> None:
     (tmp_path / "manifest.json").write_text(json.dumps({"model": [entry]}))
 
     engine = OcrEngine(models_dir=tmp_path)
+    assert ocr_version(tmp_path) == engine.version  # the cheap path names the same models
     assert "ppocr-rec@PP-OCRv6-rec-small-reexport+" + sha[:12] in engine.version
     assert engine.paths[2] == str(tmp_path / "rec-v2.onnx")
     assert (

@@ -174,7 +174,7 @@ def layer_masks(
     versions = {
         "depth": models.depth().version,
         "foreground": models.foreground().version,
-        "ocr": models.ocr().version,
+        "ocr": models.ocr_version(),
     }
     versions["layers"] = steps.layers_version(versions["depth"], versions["foreground"], versions["ocr"])
     panels: list[Image.Image] = []

@@ -74,11 +74,11 @@ def _coverage_check(asset_def: dg.AssetsDefinition, version_of) -> dg.AssetCheck
 
 
 coverage_checks = [
-    _coverage_check(ocr_text, lambda m: m.ocr().version),
+    _coverage_check(ocr_text, lambda m: m.ocr_version()),
     _coverage_check(depth_maps, lambda m: m.depth().version),
     _coverage_check(foreground_masks, lambda m: m.foreground().version),
     _coverage_check(
-        layer_masks, lambda m: layers_version(m.depth().version, m.foreground().version, m.ocr().version)
+        layer_masks, lambda m: layers_version(m.depth().version, m.foreground().version, m.ocr_version())
     ),
 ]
 

@@ -8,7 +8,7 @@ import dagster as dg
 from poster_assets import settings
 from poster_assets.models.depth import DepthEstimator
 from poster_assets.models.foreground import ForegroundSegmenter
-from poster_assets.models.ocr import OcrEngine
+from poster_assets.models.ocr import OcrEngine, ocr_version
 
 
 def _stamp(models_dir: Path) -> tuple:
@@ -49,6 +49,10 @@ class ModelsResource(dg.ConfigurableResource):
 
     def ocr(self) -> OcrEngine:
         return _ocr(self.path, _stamp(self.path))
+
+    def ocr_version(self) -> str:
+        """The current OCR version, without loading the OCR models."""
+        return ocr_version(self.path)
 
     def depth(self) -> DepthEstimator:
         return _depth(self.path, _stamp(self.path))
