@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 N ?= 200
 
-.PHONY: install demo ssl test ui lint clean-data
+.PHONY: install demo ssl test test-fast ui lint clean-data
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "poster-assets needs Python 3.11"'
@@ -27,11 +27,16 @@ ssl: $(STAMP)
 test: $(STAMP)
 	$(BIN)/pytest
 
+# The contributor's lane: no real model runs, no training (about a minute).
+test-fast: $(STAMP)
+	$(BIN)/pytest -m "not slow"
+
 ui: $(STAMP)
 	$(BIN)/poster-assets ui
 
 lint: $(STAMP)
 	$(BIN)/ruff check poster_assets poster_assets_tests benchmarks
+	$(BIN)/lint-imports
 
 clean-data:
 	rm -rf poster_data

@@ -162,7 +162,7 @@ def run_naive(files: list[Path], models_dir: Path) -> dict:
     from poster_assets.models.depth import DepthEstimator
     from poster_assets.models.foreground import ForegroundSegmenter
     from poster_assets.models.registry import get_spec
-    from poster_assets.models.store import resolve_path
+    from poster_assets.models.weights import resolve_path
 
     paths = [
         str(resolve_path(get_spec(n, models_dir), models_dir))
@@ -206,7 +206,7 @@ def run_limit(files: list[Path], models_dir: Path, lines_per_poster: float) -> d
 
     from poster_assets.models import runtime
     from poster_assets.models.registry import get_spec
-    from poster_assets.models.store import resolve_path
+    from poster_assets.models.weights import resolve_path
 
     h, w = _decode(files[0]).shape[:2]
     scale = 736 / min(h, w)  # rapidocr's det resize: short side to 736, multiples of 32

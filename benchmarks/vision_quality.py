@@ -26,9 +26,11 @@ from PIL import Image
 from poster_assets.demo import GroundTruth, generate_corpus, load_ground_truth
 from poster_assets.vision.depth_heuristic import estimate_depth
 from poster_assets.vision.foreground_grabcut import foreground_probability
-from poster_assets.vision.layers import ROLE_SUBJECT, ROLE_TITLE, assign_roles, split_layers, title_box
+from poster_assets.vision.layers import split_layers
 from poster_assets.vision.metrics import box_iou, mask_iou, share_inside
 from poster_assets.vision.overlays import extraction_panel
+from poster_assets.vision.roles import ROLE_SUBJECT, ROLE_TITLE, assign_roles
+from poster_assets.vision.title import title_box
 
 
 def stand_in_ocr(gt: GroundTruth) -> list[tuple[list[int], str, float]]:

@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 
 import dagster as dg
 import pytest
 
-from poster_assets.storage.resource import PosterStore
+from poster_assets.defs.resources import PosterStore
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # As the CLI does: the venv's tools (dbt, dagster) first on PATH, and the dbt manifest the
+    # dbt assets load at import made before any test module imports them.
+    os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    from poster_assets.defs.dbt.project import prepare_manifest
+
+    prepare_manifest()
 
 
 @pytest.fixture

@@ -1,13 +1,20 @@
 """The CLI as a person uses it (click's runner, real DuckDB, real Dagster instance)."""
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+import yaml
 from click.testing import CliRunner
 
-from poster_assets.cli import main
+from poster_assets.cli import main, runs
 from poster_assets.demo.bad_inputs import write_bad_inputs
+from poster_assets.extract.versions import current_versions
+from poster_assets.models.hub import Models
+from poster_assets.storage.store import Store
 
 
 @pytest.fixture
@@ -53,3 +60,86 @@ def test_sql_refuses_writes(ingested: Path, query: str, message: str) -> None:
 def test_sql_without_database_says_what_to_do(home: Path) -> None:
     out = CliRunner().invoke(main, ["sql", "SELECT 1"])
     assert out.exit_code != 0 and "Ingest something first" in out.output
+
+
+def test_cli_starts_light_and_puts_the_venv_first_on_path(tmp_path: Path, monkeypatch) -> None:
+    # `.venv/bin/poster-assets` without the venv activated: --help imports nothing heavy, and
+    # every command runs with the venv's bin folder (dagster, dbt) first on PATH.
+    code = (
+        "import sys; from poster_assets.cli import main; "
+        "heavy = {'dagster', 'cv2', 'torch', 'openvino', 'faiss'} & {m.split('.')[0] for m in sys.modules}; "
+        "assert not heavy, heavy"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ, "PATH": "/usr/bin:/bin"})
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    out = CliRunner().invoke(main, ["bad-inputs", str(tmp_path / "bad")])
+    assert out.exit_code == 0, out.output
+    assert os.environ["PATH"].split(os.pathsep) == [str(Path(sys.executable).parent), "/usr/bin", "/bin"]
+
+
+def test_instance_config_is_merged_into_the_users_dagster_yaml(home: Path) -> None:
+    config = home / "dagster" / "dagster.yaml"
+    config.write_text(
+        "run_monitoring:\n  enabled: true\ntelemetry:\n  enabled: true\n"
+        "concurrency:\n  default_op_concurrency_limit: 3\n  runs:\n    max_concurrent_runs: 4\n"
+    )
+    inst = runs.instance()
+    assert yaml.safe_load(config.read_text()) == {
+        "run_monitoring": {"enabled": True},
+        "telemetry": {"enabled": False},
+        "concurrency": {
+            "runs": {"max_concurrent_runs": 4},
+            "pools": {"default_limit": 1, "granularity": "op"},
+        },
+    }
+    pools = inst.get_concurrency_config().pool_config
+    assert pools.default_pool_limit == 1 and pools.pool_granularity.value == "op"
+    # Nothing missing: the file is left as it is.
+    assert runs.ensure_instance_config(config) is False
+    config.unlink()
+    assert runs.ensure_instance_config(config) is True
+    assert yaml.safe_load(config.read_text()) == runs.SHIPPED_INSTANCE_CONFIG
+
+
+def test_gc_drops_old_versions_and_stale_embedding_kinds(home: Path) -> None:
+    store = Store.at()
+    current = current_versions(Models(store.models_dir))
+    with store.db.transaction() as conn:
+        conn.executemany(
+            "INSERT INTO foreground_embeddings VALUES (?, ?, ?, 2, [0.6, 0.8])",
+            [
+                ["p1", "poster", current.kinds["poster"]],
+                ["p1", "pixels", current.kinds["pixels"]],
+                ["p1", "poster", "poster:old"],
+                ["p1", "ssl", "ssl:no-encoder-is-current"],
+            ],
+        )
+        conn.executemany(
+            "INSERT INTO extractions VALUES (?, 'p1', ?, 'ok', NULL, 'b', 0.1, now())",
+            [
+                ["foreground_embeddings", current.embeddings],
+                ["foreground_embeddings", "embed-v1+old"],
+                ["ocr_text", current.ocr],
+                ["ocr_text", "ppocr:old"],
+            ],
+        )
+        conn.execute(
+            "INSERT INTO ocr_text VALUES ('p1', 'ppocr:old', 0, 'TITLE', 0.9, [0,0,1,0,1,1,0,1], [0,0,1,1])"
+        )
+
+    dry = CliRunner().invoke(main, ["gc", "--dry-run"])
+    assert dry.exit_code == 0, dry.output
+    assert "would remove 3 rows and 0 files" in dry.output
+    assert "poster:old" in dry.output and "ssl:no-encoder-is-current" in dry.output
+    assert store.db.query("SELECT count(*) FROM foreground_embeddings")[0][0] == 4
+
+    done = CliRunner().invoke(main, ["gc"])
+    assert done.exit_code == 0, done.output
+    assert "removed 3 rows" in done.output
+    kept = store.db.query("SELECT kind, model_version FROM foreground_embeddings ORDER BY 1")
+    assert kept == [("pixels", current.kinds["pixels"]), ("poster", current.kinds["poster"])]
+    records = store.db.query("SELECT asset, model_version FROM extractions ORDER BY 1")
+    assert records == [("foreground_embeddings", current.embeddings), ("ocr_text", current.ocr)]
+    assert store.db.query("SELECT count(*) FROM ocr_text")[0][0] == 0
+    again = CliRunner().invoke(main, ["gc"])
+    assert "nothing to remove" in again.output

@@ -26,8 +26,9 @@ corpus_job = dg.define_asset_job(
 # The trained encoder: minutes of training, so only on request (`poster-assets train-encoder`).
 ssl_job = dg.define_asset_job(
     "ssl_job",
-    selection=dg.AssetSelection.assets("poster_encoder"),
-    description="Train the SSL encoder on every labelled poster, export it and make it current.",
+    selection=dg.AssetSelection.assets("poster_encoder", ["models", "ssl_encoder"]),
+    description="Train the SSL encoder on every labelled poster, export it and, once its health "
+    "check passed, make it current.",
 )
 
 # Declarative automation for the corpus-wide assets: rebuilt once their upstream batches have

@@ -10,10 +10,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from poster_assets.demo.ground_truth import GroundTruth, load_ground_truth
 from poster_assets.storage.blobs import BlobStore
+from poster_assets.storage.codecs import MASK_THRESHOLD, decode_labels, decode_mask
 from poster_assets.storage.database import Database
 from poster_assets.vision.metrics import box_iou, character_error_rate, mask_iou, share_inside
 
@@ -55,24 +55,26 @@ def _normalise(text: str) -> str:
     return " ".join(text.split())
 
 
-def _latest_layer_rows(db: Database) -> list[tuple]:
-    """The title layer of each poster at its newest layer version, with its input versions."""
+def _title_layer_rows(db: Database, layers_version: str) -> list[tuple]:
+    """The title layer of each poster at the current layer version, with its input versions."""
     return db.query(
         """
         SELECT r.poster_id, r.source_uri, l.title_text, l.title_box, l.labels_path, l.layer_index,
                l.model_version, l.depth_version, l.foreground_version, l.ocr_version
         FROM raw_posters r
         JOIN layer_masks l USING (poster_id)
-        WHERE r.status = 'ok' AND l.role = 'title'
-        QUALIFY row_number() OVER (PARTITION BY r.poster_id, r.source_uri ORDER BY l.model_version DESC) = 1
-        """
+        WHERE r.status = 'ok' AND l.role = 'title' AND l.model_version = ?
+        """,
+        [layers_version],
     )
 
 
-def evaluate(db: Database, blobs: BlobStore, limit: int | None = None) -> Evaluation:
+def evaluate(db: Database, blobs: BlobStore, layers_version: str, limit: int | None = None) -> Evaluation:
+    """Score the title layers at ``layers_version`` (``current_versions(models).layers``) of every
+    poster whose source folder has ground truth."""
     gt_cache: dict[Path, dict[str, GroundTruth]] = {}
     result = Evaluation()
-    rows = _latest_layer_rows(db)
+    rows = _title_layer_rows(db, layers_version)
     for poster_id, source_uri, title_text, title_box, labels_path, layer_index, lv, dv, fv, ov in rows:
         folder = Path(source_uri).parent
         if folder not in gt_cache:
@@ -85,8 +87,7 @@ def evaluate(db: Database, blobs: BlobStore, limit: int | None = None) -> Evalua
             "SELECT mask_path FROM foreground_masks WHERE poster_id = ? AND model_version = ?",
             [poster_id, fv],
         )
-        with Image.open(blobs.abspath(labels_path)) as im:
-            labels = np.asarray(im)
+        labels = decode_labels(blobs.abspath(labels_path))
         title_ink = truth.title_mask_array()
         row = {
             "file": truth.file,
@@ -98,8 +99,7 @@ def evaluate(db: Database, blobs: BlobStore, limit: int | None = None) -> Evalua
             "title_in_layer": share_inside(title_ink, labels == layer_index),
         }
         if fg_path:
-            with Image.open(blobs.abspath(fg_path[0][0])) as im:
-                fg = np.asarray(im.convert("L")) >= 128
+            fg = decode_mask(blobs.abspath(fg_path[0][0])) >= MASK_THRESHOLD
             row["fg_iou"] = mask_iou(fg, truth.foreground_mask_array())
         result.per_poster.append(row)
         if limit and len(result.per_poster) >= limit:

@@ -1,13 +1,15 @@
 """Remove values made by model versions that are no longer current.
 
 Old versions are kept on purpose after a model change, so the two can be compared in SQL;
-``poster-assets gc`` is the explicit step that drops them, rows and files together.
+``poster-assets gc`` is the explicit step that drops them, rows and files together. What is
+current comes from one place, ``extract.versions.current_versions``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from poster_assets.extract.versions import CurrentVersions
 from poster_assets.storage.blobs import BlobStore
 from poster_assets.storage.database import Database
 
@@ -18,6 +20,8 @@ EXTRACTOR_TABLES: dict[str, tuple[str, ...]] = {
     "foreground_masks": ("mask_path",),
     "layer_masks": ("labels_path",),
 }
+# One row per (poster, kind, version); each kind is current at its own version.
+EMBEDDINGS_TABLE = "foreground_embeddings"
 
 
 @dataclass
@@ -26,32 +30,52 @@ class GcReport:
     files: int = 0
 
 
+def _stale_kinds(db: Database, kinds: dict[str, str]) -> list[tuple[str, str, int]]:
+    """(kind, model_version, rows) of every embedding whose version is not its kind's current
+    one; a kind that is not current at all (ssl without a promoted encoder) is stale whole."""
+    return [
+        (kind, version, n)
+        for kind, version, n in db.query(
+            f"SELECT kind, model_version, count(*) FROM {EMBEDDINGS_TABLE} GROUP BY ALL ORDER BY ALL"
+        )
+        if kinds.get(kind) != version
+    ]
+
+
 def collect_garbage(
-    db: Database, blobs: BlobStore, current: dict[str, str], dry_run: bool = False
+    db: Database, blobs: BlobStore, current: CurrentVersions, dry_run: bool = False
 ) -> GcReport:
-    """Drop every row (and file) of an extractor table whose version is not ``current[table]``."""
+    """Drop every row (and file) that is not at its current version: the rows of each extractor
+    table at another version than ``current.by_asset()[table]``, the ``foreground_embeddings``
+    whose (kind, model_version) is not in ``current.kinds``, and the ``extractions`` records of
+    all five assets at another version than their current one."""
+    versions = current.by_asset()
     report = GcReport()
     paths: set[str] = set()
     for table, path_cols in EXTRACTOR_TABLES.items():
         for version, n in db.query(
             f"SELECT model_version, count(*) FROM {table} WHERE model_version <> ? GROUP BY ALL",
-            [current[table]],
+            [versions[table]],
         ):
             report.rows[(table, version)] = n
         for col in path_cols:
             paths.update(
                 p
                 for (p,) in db.query(
-                    f"SELECT DISTINCT {col} FROM {table} WHERE model_version <> ?", [current[table]]
+                    f"SELECT DISTINCT {col} FROM {table} WHERE model_version <> ?", [versions[table]]
                 )
             )
+    stale_kinds = _stale_kinds(db, current.kinds)
+    for _kind, version, n in stale_kinds:
+        key = (EMBEDDINGS_TABLE, version)
+        report.rows[key] = report.rows.get(key, 0) + n
     # A file is shared only within one version, but be safe: keep any path a current row uses.
     for table, path_cols in EXTRACTOR_TABLES.items():
         for col in path_cols:
             paths.difference_update(
                 p
                 for (p,) in db.query(
-                    f"SELECT DISTINCT {col} FROM {table} WHERE model_version = ?", [current[table]]
+                    f"SELECT DISTINCT {col} FROM {table} WHERE model_version = ?", [versions[table]]
                 )
             )
     report.files = len(paths)
@@ -59,9 +83,14 @@ def collect_garbage(
         return report
     with db.transaction() as conn:
         for table in EXTRACTOR_TABLES:
-            conn.execute(f"DELETE FROM {table} WHERE model_version <> ?", [current[table]])
+            conn.execute(f"DELETE FROM {table} WHERE model_version <> ?", [versions[table]])
+        for kind, version, _ in stale_kinds:
             conn.execute(
-                "DELETE FROM extractions WHERE asset = ? AND model_version <> ?", [table, current[table]]
+                f"DELETE FROM {EMBEDDINGS_TABLE} WHERE kind = ? AND model_version = ?", [kind, version]
+            )
+        for asset in (*EXTRACTOR_TABLES, EMBEDDINGS_TABLE):
+            conn.execute(
+                "DELETE FROM extractions WHERE asset = ? AND model_version <> ?", [asset, versions[asset]]
             )
     # Files go after the commit: a crash in between leaves orphan files, never rows without files.
     for p in paths:

@@ -11,12 +11,11 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from poster_assets.ingest.sidecar import SIDECAR_SUFFIXES
+from poster_assets.ingest.sidecar import SIDECAR_SUFFIXES, find_sidecar
+from poster_assets.storage.files import atomic_write_text
 
 # Files that describe posters rather than being posters.
 _NOT_POSTERS = {".json", ".jsonl", ".ndjson", ".csv", ".tsv", ".txt", ".md", ".xml", ".yaml", ".yml"}
@@ -42,13 +41,9 @@ class BatchManifest:
     created_at: str = field(default_factory=lambda: dt.datetime.now(dt.UTC).isoformat())
 
     def save(self, batches_dir: Path) -> Path:
-        batches_dir.mkdir(parents=True, exist_ok=True)
-        target = batches_dir / f"{self.batch}.json"
-        fd, tmp = tempfile.mkstemp(dir=batches_dir, prefix=".tmp-")
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(asdict(self), fh, indent=1, ensure_ascii=False)
-        os.replace(tmp, target)
-        return target
+        return atomic_write_text(
+            batches_dir / f"{self.batch}.json", json.dumps(asdict(self), indent=1, ensure_ascii=False)
+        )
 
     @classmethod
     def load(cls, batches_dir: Path, batch: str) -> BatchManifest:
@@ -99,3 +94,23 @@ def new_batch(
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")
     batch = f"{prefix}-{stamp}-{digest.hexdigest()[:8]}"
     return BatchManifest(batch, str(Path(folder).resolve()), entries, str(sidecar) if sidecar else None)
+
+
+def plan_batch(
+    batches_dir: Path,
+    folder: Path,
+    sidecar: Path | None = None,
+    recursive: bool = False,
+    prefix: str = "cli",
+    settled_before_ns: int | None = None,
+) -> tuple[BatchManifest | None, int]:
+    """A manifest of the folder's files that no earlier batch holds (None if there are none),
+    and how many new files were left out because they changed after ``settled_before_ns``
+    (a file still being copied). The manifest is not saved; the caller registers it."""
+    folder = Path(folder).resolve()
+    sidecar = Path(sidecar).resolve() if sidecar else find_sidecar(folder)
+    seen = known_files(batches_dir)
+    fresh = [e for e in scan_folder(folder, recursive=recursive, sidecar=sidecar) if e.key not in seen]
+    settled = fresh if settled_before_ns is None else [e for e in fresh if e.mtime_ns <= settled_before_ns]
+    manifest = new_batch(folder, settled, sidecar, prefix=prefix) if settled else None
+    return manifest, len(fresh) - len(settled)

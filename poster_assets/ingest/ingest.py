@@ -25,6 +25,7 @@ from poster_assets.ingest.decode import (
 from poster_assets.ingest.sidecar import load_sidecar, sidecar_fields
 from poster_assets.storage.blobs import BlobStore
 from poster_assets.storage.database import Database
+from poster_assets.storage.files import file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +53,8 @@ ProgressFn = Callable[[int, int], None]
 
 def _hash_file(entry: FileEntry) -> tuple[str | None, str | None]:
     try:
-        return hashlib.sha256(Path(entry.path).read_bytes()).hexdigest(), None
+        # Streamed: a huge stray file is hashed in chunks, never read whole into memory.
+        return file_sha256(Path(entry.path), use_cache=False), None
     except OSError as exc:
         return None, f"file could not be read: {exc.strerror or exc}"
 

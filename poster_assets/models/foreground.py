@@ -10,7 +10,7 @@ from collections.abc import Callable
 import cv2
 import numpy as np
 
-from poster_assets.models._dense import DenseEstimator, imagenet_tensor, map_to_image
+from poster_assets.models.dense import DenseEstimator, imagenet_tensor, map_to_image
 
 FOREGROUND_MODEL = "u2netp"
 

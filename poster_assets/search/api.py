@@ -12,16 +12,19 @@ compared with vectors of another model.
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from poster_assets.extract import embed_steps
+from poster_assets.embed.vectors import embed_new_images, read_vectors
+from poster_assets.extract.versions import ALL_KINDS, SSL_KIND, current_versions
 from poster_assets.ingest.decode import DecodeError, decode_image
+from poster_assets.models.hub import Models
+from poster_assets.models.ssl_encoder import ssl_dir
 from poster_assets.search.index import IndexCorruptError, IndexMissingError, PosterIndex
-from poster_assets.storage.resource import PosterStore
+from poster_assets.search.sync import index_dir
+from poster_assets.storage.store import Store
 
 # A query may be a small image; only the decoder's upper limit (64 MP) still applies.
 _QUERY_MIN_SIDE = 8
@@ -42,26 +45,16 @@ class SearchHit:
     thumbnail_path: Path | None = None
 
 
-def _models(models):
-    if models is not None:
-        return models
-    from poster_assets.defs.extract.resources import ModelsResource  # Dagster only when needed
-
-    return ModelsResource()
-
-
-def load_index(kind: str, store: PosterStore | None = None) -> PosterIndex:
+def load_index(kind: str, store: Store | None = None) -> PosterIndex:
     """The saved index of ``kind``, or a SearchError that says how to build it."""
-    if kind not in embed_steps.ALL_KINDS:
-        raise SearchError(
-            f"unknown embedding kind {kind!r}; choose one of {', '.join(embed_steps.ALL_KINDS)}"
-        )
-    store = store or PosterStore()
-    folder = embed_steps.index_dir(store.home_path, kind)
+    if kind not in ALL_KINDS:
+        raise SearchError(f"unknown embedding kind {kind!r}; choose one of {', '.join(ALL_KINDS)}")
+    store = store or Store.at()
+    folder = index_dir(store, kind)
     try:
         return PosterIndex.load(folder)
     except IndexMissingError:
-        if kind == embed_steps.SSL_KIND:
+        if kind == SSL_KIND:
             raise SearchError(
                 f"there is no ssl index in {folder.parent}: train the encoder "
                 "(`poster-assets train-encoder`), then `poster-assets run --all` embeds the posters with it"
@@ -76,7 +69,7 @@ def load_index(kind: str, store: PosterStore | None = None) -> PosterIndex:
         ) from None
 
 
-def resolve_poster_id(query: str, kind: str, version: str, store: PosterStore) -> str:
+def resolve_poster_id(query: str, kind: str, version: str, store: Store) -> str:
     """The full poster id for an id or a unique prefix of one, among posters with a vector."""
     query = query.strip().lower()
     if len(query) < _MIN_ID_PREFIX:
@@ -100,7 +93,7 @@ def resolve_poster_id(query: str, kind: str, version: str, store: PosterStore) -
     return found[0]
 
 
-def _query(store: PosterStore, sql: str, params: list) -> list[tuple]:
+def _query(store: Store, sql: str, params: list) -> list[tuple]:
     try:
         return store.db.query(sql, params)
     except FileNotFoundError as exc:
@@ -120,23 +113,15 @@ def read_query_image(image_path: Path) -> np.ndarray:
         raise SearchError(f"cannot use {path} as a query image: {exc}") from None
 
 
-def embed_image(rgb: np.ndarray, kind: str, models=None) -> tuple[np.ndarray, str]:
+def embed_image(rgb: np.ndarray, kind: str, models: Models | None = None) -> tuple[np.ndarray, str]:
     """(unit vector, version) of an outside image for ``kind``, as the stored posters were made."""
-    models = _models(models)
-    segmenter = models.foreground() if kind in ("foreground", embed_steps.SSL_KIND) else None
-    net = functools.partial(embed_steps.embedder, models.path)
-    ssl_version = None
-    if kind == embed_steps.SSL_KIND:
-        encoder = embed_steps.current_ssl_encoder(models.path)
-        if encoder is None:
-            raise SearchError(
-                f"there is no trained encoder in {embed_steps.ssl_dir(models.path)}: "
-                "run `poster-assets train-encoder`"
-            )
-        net, ssl_version = encoder.embedder, encoder.version
-    version = embed_steps.kind_versions(segmenter.version if segmenter else "", ssl_version)[kind]
-    vector = embed_steps.embed_new_images(kind, [rgb], net, segmenter)[0]
-    return vector, version
+    models = models or Models()
+    if kind == SSL_KIND and models.ssl_encoder() is None:
+        raise SearchError(
+            f"there is no trained encoder in {ssl_dir(models.path)}: run `poster-assets train-encoder`"
+        )
+    version = current_versions(models).kinds[kind]
+    return embed_new_images(kind, [rgb], models)[0], version
 
 
 def search(
@@ -144,29 +129,29 @@ def search(
     image_path: Path | None = None,
     kind: str = "foreground",
     k: int = 10,
-    store: PosterStore | None = None,
-    models=None,
+    store: Store | None = None,
+    models: Models | None = None,
 ) -> list[SearchHit]:
     """The ``k`` posters most similar to an ingested poster (by id or unique id prefix; the
     poster itself is left out) or to an image file (an ingested poster's own copy is then
     normally the top hit), by cosine similarity of ``kind`` embeddings, best first.
 
-    ``models`` is a ``ModelsResource`` (default: the home's models folder); only image queries
-    load models. Raises ``SearchError`` with a readable reason for every expected failure.
+    ``models`` defaults to the home's models folder; only image queries load models. Raises
+    ``SearchError`` with a readable reason for every expected failure.
     """
     if (query_poster_id is None) == (image_path is None):
         raise SearchError("give exactly one of a poster id or an image path")
     if k < 1:
         raise SearchError(f"k must be at least 1, got {k}")
-    store = store or PosterStore()
+    store = store or Store.at()
     index = load_index(kind, store)
     if query_poster_id is not None:
         poster_id = resolve_poster_id(query_poster_id, kind, index.model_version, store)
-        _, vectors = embed_steps.read_vectors(store.db, kind, index.model_version, [poster_id])
+        _, vectors = read_vectors(store, kind, index.model_version, [poster_id])
         query, skip = vectors[0], {poster_id}
     else:
         rgb = read_query_image(Path(image_path))
-        query, version = embed_image(rgb, kind, models)
+        query, version = embed_image(rgb, kind, models or Models(store.models_dir))
         if version != index.model_version:
             raise SearchError(
                 f"the {kind} index was built from {index.model_version} but the models now give "
@@ -178,7 +163,7 @@ def search(
     return describe(ranked, store)
 
 
-def describe(ranked: list[tuple[str, float]], store: PosterStore) -> list[SearchHit]:
+def describe(ranked: list[tuple[str, float]], store: Store) -> list[SearchHit]:
     """SearchHits for (poster id, score) pairs, with title, genres, file and thumbnail."""
     if not ranked:
         return []
@@ -206,9 +191,9 @@ def describe(ranked: list[tuple[str, float]], store: PosterStore) -> list[Search
     return out
 
 
-def poster_thumbnail(poster_id: str, store: PosterStore | None = None) -> Path | None:
+def poster_thumbnail(poster_id: str, store: Store | None = None) -> Path | None:
     """The stored thumbnail of an ingested poster (id or unique prefix), if any."""
-    store = store or PosterStore()
+    store = store or Store.at()
     rows = _query(
         store,
         "SELECT thumbnail_path FROM raw_posters WHERE starts_with(poster_id, ?) AND status = 'ok' "

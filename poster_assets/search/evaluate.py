@@ -13,14 +13,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
-from poster_assets.extract import embed_steps
+from poster_assets.embed.vectors import embed_new_images, read_vectors
 from poster_assets.extract.runner import PosterRef, load_rgb
+from poster_assets.extract.versions import current_versions
+from poster_assets.models.hub import Models
 from poster_assets.search.quality import VARIANTS, genre_chance_level, genre_precision_at_k
-from poster_assets.storage.resource import PosterStore
+from poster_assets.storage.store import Store
 
 BASELINE = "pixels"
 
@@ -63,18 +64,7 @@ class RetrievalQuality:
         return columns, rows
 
 
-def _query_net(kind: str, models_dir: Path):
-    if kind == embed_steps.SSL_KIND:
-        encoder = embed_steps.current_ssl_encoder(models_dir)
-        return encoder.embedder  # called lazily, like the ImageNet one
-    return lambda: embed_steps.embedder(models_dir)
-
-
-def _current_versions(models) -> dict[str, str]:
-    return embed_steps.kind_versions(models.foreground().version, embed_steps.ssl_version(models.path))
-
-
-def _posters(store: PosterStore, ids: Sequence[str]) -> dict[str, tuple[list[str], PosterRef]]:
+def _posters(store: Store, ids: Sequence[str]) -> dict[str, tuple[list[str], PosterRef]]:
     out: dict[str, tuple[list[str], PosterRef]] = {}
     for pid, genres, path, name in store.db.query(
         "SELECT poster_id, genres, original_path, file_name FROM raw_posters "
@@ -86,8 +76,8 @@ def _posters(store: PosterStore, ids: Sequence[str]) -> dict[str, tuple[list[str
 
 
 def evaluate_retrieval(
-    store: PosterStore | None = None,
-    models=None,
+    store: Store | None = None,
+    models: Models | None = None,
     k: int = 10,
     duplicates: int = 30,
     kinds: Sequence[str] | None = None,
@@ -95,16 +85,14 @@ def evaluate_retrieval(
     progress: Callable[[str], None] | None = None,
 ) -> RetrievalQuality:
     """Score every kind's stored vectors (at the current versions) on the ingested corpus."""
-    from poster_assets.defs.extract.resources import ModelsResource  # Dagster only when needed
-
-    store = store or PosterStore()
-    models = models or ModelsResource()
-    versions = _current_versions(models)
+    store = store or Store.at()
+    models = models or Models(store.models_dir)
+    versions = current_versions(models).kinds
     kinds = kinds or list(versions)  # the three built-in kinds, and ssl once an encoder is trained
     say = progress or (lambda _: None)
     stored: dict[str, tuple[list[str], np.ndarray]] = {}
     for kind in kinds:
-        ids, vectors = embed_steps.read_vectors(store.db, kind, versions[kind])
+        ids, vectors = read_vectors(store, kind, versions[kind])
         if len(ids) < 2:
             raise NoEmbeddingsError(
                 f"{len(ids)} poster(s) have a {kind} embedding at {versions[kind]}: ingest posters and run "
@@ -137,12 +125,10 @@ def evaluate_retrieval(
             row_of = {pid: i for i, pid in enumerate(ids)}
             want = np.array([row_of[pid] for pid in chosen])
             # Altered copies go through the query pipeline: ssl embeds the foreground crop too.
-            segmenter = models.foreground() if kind in ("foreground", embed_steps.SSL_KIND) else None
-            net = _query_net(kind, models.path)
             hits_all = 0
             for name, images in altered.items():
                 say(f"{kind}: embedding {len(images)} {name} copies")
-                queries = embed_steps.embed_new_images(kind, images, net, segmenter)
+                queries = embed_new_images(kind, images, models)
                 top1 = np.argmax(queries @ vectors.T, axis=1)
                 hits = int((top1 == want).sum())
                 near[name] = hits / len(chosen)

@@ -18,7 +18,6 @@ Index types (``choose_index_spec``), measured on 1280-d clustered vectors (bench
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import math
 import os
@@ -30,6 +29,8 @@ from typing import Any
 
 import faiss
 import numpy as np
+
+from poster_assets.storage.files import atomic_dir, atomic_write_text, file_sha256
 
 FLAT_MAX = 50_000
 PCA_DIM = 256
@@ -106,11 +107,6 @@ def _as_matrix(vectors: np.ndarray, dim: int) -> np.ndarray:
     if x.ndim != 2 or x.shape[1] != dim:
         raise ValueError(f"expected vectors of shape (n, {dim}), got {x.shape}")
     return np.ascontiguousarray(x)
-
-
-def _sha256(path: Path) -> str:
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def _fsync(path: Path) -> None:
@@ -220,20 +216,17 @@ class PosterIndex:
         ``meta.json`` to it with one atomic rename, so a reader sees the old or the new
         index, never a mix; the previous generation is kept for readers mid-load."""
         folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
         generation = f"data-{uuid.uuid4().hex[:12]}"
-        tmp = folder / f".tmp-{generation}"
-        tmp.mkdir()
-        try:
+        files = {}
+        with atomic_dir(folder / generation) as tmp:
             faiss.write_index(self.index, str(tmp / _INDEX_FILE))
             (tmp / _IDS_FILE).write_text("\n".join(self._ids), encoding="ascii")
-            files = {}
             for name in (_INDEX_FILE, _IDS_FILE):
                 _fsync(tmp / name)
-                files[name] = {"sha256": _sha256(tmp / name), "bytes": (tmp / name).stat().st_size}
-            os.rename(tmp, folder / generation)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+                files[name] = {
+                    "sha256": file_sha256(tmp / name, use_cache=False),
+                    "bytes": (tmp / name).stat().st_size,
+                }
         previous = _read_meta(folder).get("data") if (folder / _META).exists() else None
         meta = {
             "format_version": FORMAT_VERSION,
@@ -246,10 +239,7 @@ class PosterIndex:
             "data": generation,
             "files": files,
         }
-        meta_tmp = folder / f".tmp-{uuid.uuid4().hex[:12]}.json"
-        meta_tmp.write_text(json.dumps(meta, indent=2), encoding="utf-8")
-        _fsync(meta_tmp)
-        os.replace(meta_tmp, folder / _META)
+        atomic_write_text(folder / _META, json.dumps(meta, indent=2), fsync=True)
         for old in folder.glob("data-*"):
             if old.name not in (generation, previous):
                 shutil.rmtree(old, ignore_errors=True)
@@ -277,7 +267,7 @@ class PosterIndex:
             if not path.exists():
                 raise IndexMissingError(f"{path} is missing")
             size, sha = expected[name]
-            if path.stat().st_size != size or (verify and _sha256(path) != sha):
+            if path.stat().st_size != size or (verify and file_sha256(path, use_cache=False) != sha):
                 raise IndexCorruptError(f"{path} does not match the checksum in {_META}")
         try:
             index = faiss.read_index(str(data / _INDEX_FILE))

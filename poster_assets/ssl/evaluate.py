@@ -25,7 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
-from poster_assets.ssl.data import TrainItem, subject_view
+from poster_assets.ssl.augment import subject_view
+from poster_assets.ssl.config import TrainConfig
+from poster_assets.ssl.labels import TrainItem
 
 INPUTS = ("subject", "poster")
 EmbedFn = Callable[[Sequence[np.ndarray]], np.ndarray]
@@ -124,9 +126,12 @@ def evaluate_embeddings(
     return rows
 
 
-def default_methods(ssl_embedder=None, imagenet: bool = True) -> dict[str, EmbedFn]:
-    """The SSL IR (when given), ImageNet EfficientNet-Lite0 and the raw-pixel baseline."""
-    from poster_assets.search.embed import raw_pixel_embedding
+def default_methods(
+    ssl_embedder=None, imagenet: bool = True, models_dir: Path | None = None
+) -> dict[str, EmbedFn]:
+    """The SSL IR (when given), ImageNet EfficientNet-Lite0 (weights from ``models_dir``,
+    default the home's) and the raw-pixel baseline."""
+    from poster_assets.embed.kinds import raw_pixel_embedding
 
     methods: dict[str, EmbedFn] = {}
     if ssl_embedder is not None:
@@ -134,7 +139,7 @@ def default_methods(ssl_embedder=None, imagenet: bool = True) -> dict[str, Embed
     if imagenet:
         from poster_assets.models.efficientnet_lite import EfficientNetLite0Embedder
 
-        methods["imagenet"] = EfficientNetLite0Embedder().embed
+        methods["imagenet"] = EfficientNetLite0Embedder(models_dir).embed
     methods["pixels"] = lambda ims: np.stack([raw_pixel_embedding(im) for im in ims])
     return methods
 
@@ -152,16 +157,8 @@ def format_table(rows: Sequence[EvalRow]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    """Train on the train split of a store, export, evaluate on the held-out split:
-    ``python -m poster_assets.ssl.evaluate --home /tmp/ssl_home --out /tmp/ssl_run``."""
-    import torch
-
-    from poster_assets.ssl.data import load_training_items
-    from poster_assets.ssl.export import SslEmbedder, export_openvino
-    from poster_assets.ssl.train import TrainConfig, plot_losses, train_encoder
-    from poster_assets.storage.resource import PosterStore
-
+def parser() -> argparse.ArgumentParser:
+    """The command line of ``main``; every training default is ``TrainConfig``'s."""
     ap = argparse.ArgumentParser(description=main.__doc__)
     ap.add_argument("--home", default=None, help="store home (default $POSTER_ASSETS_HOME)")
     ap.add_argument("--out", type=Path, required=True)
@@ -170,40 +167,58 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--image-size", type=int, default=TrainConfig.image_size)
     ap.add_argument("--lr", type=float, default=TrainConfig.lr)
     ap.add_argument("--aux-weight", type=float, default=TrainConfig.aux_weight)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--no-curriculum", action="store_true")
+    ap.add_argument("--seed", type=int, default=TrainConfig.seed)
+    ap.add_argument("--curriculum", action=argparse.BooleanOptionalAction, default=TrainConfig.curriculum)
     ap.add_argument("--holdout", type=float, default=0.3)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--device", default="auto")
-    args = ap.parse_args(argv)
-    torch.set_num_threads(args.threads)
+    ap.add_argument("--device", default=TrainConfig.device)
+    return ap
 
-    store = PosterStore(home=args.home)
-    items = load_training_items(store.db, store.blobs)
-    train, test = split_items(items, args.holdout)
-    source = items[0].labels_source if items else "-"
-    print(f"{len(items)} posters (labels from {source}): {len(train)} train, {len(test)} held out")
-    config = TrainConfig(
+
+def train_config(args: argparse.Namespace) -> TrainConfig:
+    """The TrainConfig the parsed command line asks for."""
+    return TrainConfig(
         seed=args.seed,
         steps=args.steps,
         batch_size=args.batch_size,
         lr=args.lr,
         image_size=args.image_size,
         aux_weight=args.aux_weight,
-        curriculum=not args.no_curriculum,
+        curriculum=args.curriculum,
         device=args.device,
     )
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Train on the train split of a store, export, evaluate on the held-out split:
+    ``python -m poster_assets.ssl.evaluate --home /tmp/ssl_home --out /tmp/ssl_run``."""
+    import torch
+
+    from poster_assets.models.ssl_encoder import SslEmbedder
+    from poster_assets.ssl.export import export_openvino
+    from poster_assets.ssl.labels import load_training_items
+    from poster_assets.ssl.train import plot_losses, train_encoder
+    from poster_assets.storage.store import Store
+
+    args = parser().parse_args(argv)
+    torch.set_num_threads(args.threads)
+
+    store = Store.at(args.home)
+    items = load_training_items(store)
+    train, test = split_items(items, args.holdout)
+    print(f"{len(items)} posters (labels from marts.ssl_labels): {len(train)} train, {len(test)} held out")
+    config = train_config(args)
 
     def _report(step: int, values: dict[str, float]) -> None:
         if step % 25 == 0 or step == config.steps - 1:
             print(f"step {step}: " + ", ".join(f"{k} {v:.4f}" for k, v in values.items()), flush=True)
 
-    result = train_encoder(train, config, args.out, progress=_report)
+    result = train_encoder(train, config, args.out, progress=_report, models_dir=store.models_dir)
     per_step = result.seconds / max(1, args.steps)
     print(f"trained {args.steps} steps in {result.seconds:.1f} s ({per_step:.2f} s/step)")
     plot_losses(result).save(args.out / "losses.png")
     ir = export_openvino(result.checkpoint_path, args.out)
-    rows = evaluate_embeddings(train, test, default_methods(SslEmbedder(ir)))
+    rows = evaluate_embeddings(train, test, default_methods(SslEmbedder(ir), models_dir=store.models_dir))
     table = format_table(rows)
     print(table)
     (args.out / "evaluation.md").write_text(table + "\n", encoding="utf-8")

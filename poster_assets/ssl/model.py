@@ -6,14 +6,16 @@ Only ``SslEncoder`` (trunk + embedding) is exported; the heads exist for trainin
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from poster_assets.models.efficientnet_lite import FEATURE_DIM, MODEL_NAME, torch_network
-from poster_assets.ssl.data import LAYER_BUCKETS, PLACEMENTS
+from poster_assets.models.ssl_encoder import EMBED_DIM
+from poster_assets.ssl.labels import LAYER_BUCKETS, PLACEMENTS
 
-EMBED_DIM = 128
 PROJ_DIM = 512
 PRED_HIDDEN = 128
 
@@ -21,10 +23,12 @@ PRED_HIDDEN = 128
 class SslEncoder(nn.Module):
     """Image (N, 3, S, S) in [-1, 1] -> (N, 128) embedding (not normalised)."""
 
-    def __init__(self, pretrained: bool = True, embed_dim: int = EMBED_DIM) -> None:
+    def __init__(
+        self, pretrained: bool = True, embed_dim: int = EMBED_DIM, models_dir: Path | None = None
+    ) -> None:
         super().__init__()
-        if pretrained:
-            self.trunk = torch_network()
+        if pretrained:  # the registry's ImageNet weights, from ``models_dir`` (default: the home's)
+            self.trunk = torch_network(models_dir)
         else:  # the architecture only: a checkpoint is about to overwrite every weight
             from efficientnet_lite_pytorch import EfficientNet
 
@@ -63,9 +67,15 @@ def _mlp(dims: list[int], last_bn: bool) -> nn.Sequential:
 class SimSiamModel(nn.Module):
     """Encoder + SimSiam projector (z) and predictor (p) + auxiliary heads on the embedding."""
 
-    def __init__(self, pretrained: bool = True, embed_dim: int = EMBED_DIM, proj_dim: int = PROJ_DIM) -> None:
+    def __init__(
+        self,
+        pretrained: bool = True,
+        embed_dim: int = EMBED_DIM,
+        proj_dim: int = PROJ_DIM,
+        models_dir: Path | None = None,
+    ) -> None:
         super().__init__()
-        self.encoder = SslEncoder(pretrained=pretrained, embed_dim=embed_dim)
+        self.encoder = SslEncoder(pretrained=pretrained, embed_dim=embed_dim, models_dir=models_dir)
         self.projector = _mlp([embed_dim, proj_dim, proj_dim], last_bn=True)
         self.predictor = _mlp([proj_dim, PRED_HIDDEN, proj_dim], last_bn=False)
         self.placement_head = nn.Linear(embed_dim, len(PLACEMENTS))

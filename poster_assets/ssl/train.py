@@ -13,8 +13,6 @@ import dataclasses
 import io
 import logging
 import math
-import os
-import tempfile
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -26,8 +24,11 @@ import numpy as np
 import torch
 from PIL import Image
 
-from poster_assets.ssl.data import PairDataset, TrainItem, collate, data_version
+from poster_assets.ssl.config import TrainConfig
+from poster_assets.ssl.dataset import PairDataset, collate
+from poster_assets.ssl.labels import TrainItem, data_version
 from poster_assets.ssl.model import PROJ_DIM, SimSiamModel, aux_loss, output_std, simsiam_loss
+from poster_assets.storage.files import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -37,31 +38,6 @@ CHECKPOINT_FORMAT = 1
 
 class CollapseError(RuntimeError):
     """The SimSiam outputs collapsed to (nearly) one vector."""
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    seed: int = 0
-    steps: int = 300
-    batch_size: int = 16
-    lr: float = 0.05
-    # The ImageNet trunk moves slower than the new heads, so a short run keeps what it knew.
-    trunk_lr_scale: float = 0.1
-    image_size: int = 112
-    aux_weight: float = 0.3
-    curriculum: bool = True
-    device: str = "auto"  # "auto": cuda when available, else cpu
-    stages: int = 3
-    weight_decay: float = 1e-4
-    # Collapse: std below this share of the healthy 1/sqrt(d) for `collapse_patience` steps.
-    collapse_ratio: float = 0.1
-    collapse_patience: int = 10
-    on_collapse: str = "raise"  # or "warn"
-
-    def resolved_device(self) -> str:
-        if self.device == "auto":
-            return "cuda" if torch.cuda.is_available() else "cpu"
-        return self.device
 
 
 @dataclass
@@ -101,14 +77,16 @@ def train_encoder(
     config: TrainConfig,
     out_dir: Path,
     progress: Callable[[int, dict[str, float]], None] | None = None,
+    models_dir: Path | None = None,
 ) -> TrainResult:
-    """Train, save ``out_dir/ssl_encoder.pt`` atomically, return the per-step record."""
+    """Train, save ``out_dir/ssl_encoder.pt`` atomically, return the per-step record. The trunk
+    starts from the registry's EfficientNet-Lite0 weights in ``models_dir`` (default: the home's)."""
     if len(items) < 2:
         raise ValueError("SSL training needs at least two posters")
     ordered = sorted(items, key=lambda i: (i.difficulty, i.poster_id))  # easy -> hard
     device = torch.device(config.resolved_device())
     torch.manual_seed(config.seed)
-    model = SimSiamModel(pretrained=True).to(device)
+    model = SimSiamModel(pretrained=True, models_dir=models_dir).to(device)
     dataset = PairDataset(ordered, size=config.image_size, seed=config.seed)
     # SimSiam keeps the predictor at a fixed learning rate; the rest follows a cosine decay.
     predictor = list(model.predictor.parameters())
@@ -176,8 +154,6 @@ def train_encoder(
 
 def save_checkpoint(model: SimSiamModel, result: TrainResult, poster_ids: list[str]) -> Path:
     """Write the checkpoint under a temporary name and rename it into place."""
-    target = result.checkpoint_path
-    target.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "format": CHECKPOINT_FORMAT,
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
@@ -191,15 +167,7 @@ def save_checkpoint(model: SimSiamModel, result: TrainResult, poster_ids: list[s
             "collapsed": result.collapsed,
         },
     }
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=".pt")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(payload, fh)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return target
+    return atomic_write(result.checkpoint_path, lambda fh: torch.save(payload, fh))
 
 
 def load_checkpoint(path: Path) -> tuple[SimSiamModel, TrainConfig, dict[str, Any]]:

@@ -1,8 +1,8 @@
-"""Files beside the database: originals, thumbnails, depth maps, masks.
+"""Files beside the database: originals, thumbnails, depth maps, masks, layer labels.
 
 Paths are content- or id-addressed and fanned out by the first two hex digits so no folder
-grows past a few thousand entries. Every write goes to a temporary name first and is renamed
-into place, so a crash never leaves a half-written file under a real name.
+grows past a few thousand entries. Every write goes through ``files.atomic_write``, so a crash
+never leaves a half-written file under a real name.
 """
 
 from __future__ import annotations
@@ -10,11 +10,11 @@ from __future__ import annotations
 import io
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
-import numpy as np
 from PIL import Image
+
+from poster_assets.storage.files import atomic_write
 
 
 class BlobStore:
@@ -29,16 +29,7 @@ class BlobStore:
 
     def write_bytes(self, kind: str, key: str, suffix: str, data: bytes) -> str:
         rel = self.relpath(kind, key, suffix)
-        target = self.abspath(rel)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write(self.abspath(rel), data)
         return rel
 
     def write_image(self, kind: str, key: str, image: Image.Image, fmt: str = "PNG", **save_kw) -> str:
@@ -46,14 +37,6 @@ class BlobStore:
         buf = io.BytesIO()
         image.save(buf, format=fmt, **save_kw)
         return self.write_bytes(kind, key, suffix, buf.getvalue())
-
-    def write_array(self, kind: str, key: str, array: np.ndarray) -> str:
-        buf = io.BytesIO()
-        np.save(buf, array, allow_pickle=False)
-        return self.write_bytes(kind, key, ".npy", buf.getvalue())
-
-    def read_array(self, relpath: str) -> np.ndarray:
-        return np.load(self.abspath(relpath), allow_pickle=False)
 
     def store_file(self, kind: str, key: str, suffix: str, source: Path) -> str:
         """Keep a copy of an ingested file; a hard link when on the same filesystem."""

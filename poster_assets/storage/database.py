@@ -1,9 +1,11 @@
-"""DuckDB access that survives other writers.
+"""DuckDB access that waits for other processes instead of failing.
 
-DuckDB lets one process at a time open a file for writing. Dagster runs steps in separate
-processes and the CLI may run beside the UI, so every access opens a short-lived connection
-and retries while another process holds the lock. Heavy work (decoding, inference) happens
-before a connection is opened; a connection only lives for one transaction.
+DuckDB lets one process at a time open a file for writing. Inside Dagster the writing assets
+share the ``poster_db`` concurrency pool (limit 1 in the instance config the project ships), so
+they never meet; readers (``poster-assets sql``, search, checks) and the CLI outside Dagster can
+still find the file held, so every access opens a short-lived connection and retries briefly
+while another process holds it. Heavy work (decoding, inference) happens before a connection
+is opened; a connection only lives for one transaction.
 """
 
 from __future__ import annotations
@@ -21,6 +23,9 @@ from poster_assets.storage.schema import SCHEMA_SQL
 
 log = logging.getLogger(__name__)
 
+# Files whose schema this process has applied: the DDL runs once per file, not on every write.
+_schema_ready: set[Path] = set()
+
 
 class DatabaseBusyError(RuntimeError):
     """Another process held the DuckDB write lock for longer than we were willing to wait."""
@@ -32,10 +37,9 @@ def _is_lock_conflict(exc: duckdb.Error) -> bool:
 
 
 class Database:
-    def __init__(self, path: Path, lock_timeout_s: float = 600.0) -> None:
+    def __init__(self, path: Path, lock_timeout_s: float = 60.0) -> None:
         self.path = Path(path)
         self.lock_timeout_s = lock_timeout_s
-        self._schema_ready = False
 
     @contextmanager
     def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -63,9 +67,9 @@ class Database:
                 time.sleep(delay * (0.5 + random.random()))
                 delay = min(delay * 2, 2.0)
         try:
-            if not read_only and not self._schema_ready:
+            if not read_only and self.path.resolve() not in _schema_ready:
                 conn.execute(SCHEMA_SQL)
-                self._schema_ready = True
+                _schema_ready.add(self.path.resolve())
             yield conn
         finally:
             conn.close()

@@ -137,6 +137,16 @@ CREATE TABLE IF NOT EXISTS poster_neighbors (
 );
 """
 
+# The version each per-poster asset is current at, as the models in use say
+# (``extract.versions.current_versions``); rewritten before every dbt build, read by the dbt models.
+CURRENT_VERSIONS = """
+CREATE TABLE IF NOT EXISTS current_versions (
+    asset          VARCHAR PRIMARY KEY,
+    model_version  VARCHAR NOT NULL,
+    recorded_at    TIMESTAMPTZ NOT NULL
+);
+"""
+
 SCHEMA_SQL = (
     RAW_POSTERS
     + EXTRACTIONS
@@ -146,4 +156,5 @@ SCHEMA_SQL = (
     + LAYER_MASKS
     + FOREGROUND_EMBEDDINGS
     + POSTER_NEIGHBORS
+    + CURRENT_VERSIONS
 )

@@ -25,7 +25,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from poster_assets.vision.layers import text_ink_mask
+from poster_assets.vision.text_ink import text_ink_mask
 
 DEPTH_HEURISTIC_VERSION = "depth:heuristic-v1"
 

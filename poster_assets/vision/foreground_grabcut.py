@@ -22,7 +22,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from poster_assets.vision.layers import text_ink_mask
+from poster_assets.vision.text_ink import text_ink_mask
 
 FOREGROUND_GRABCUT_VERSION = "fg:grabcut-saliency-v1"
 

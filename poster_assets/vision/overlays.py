@@ -9,7 +9,9 @@ import cv2
 import numpy as np
 from PIL import Image, ImageDraw
 
-from poster_assets.vision.layers import LayerInfo, TitleChoice, as_box
+from poster_assets.vision.roles import LayerInfo
+from poster_assets.vision.text_ink import as_box
+from poster_assets.vision.title import TitleChoice
 
 PANEL_WIDTH = 160
 _ROLE_COLOURS = {

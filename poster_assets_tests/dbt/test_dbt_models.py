@@ -20,12 +20,11 @@ from poster_assets.defs.dbt.assets import prune_run_folders, sql_models
 from poster_assets.defs.dbt.project import (
     DBT_PROJECT_DIR,
     dbt_executable,
-    ensure_manifest,
     manifest_is_stale,
     poster_dbt_project,
 )
+from poster_assets.defs.resources import ModelsResource, PosterStore
 from poster_assets.demo import generate_corpus
-from poster_assets.storage.resource import PosterStore
 from poster_assets_tests.extracted import extract_folder
 
 N_POSTERS = 4
@@ -51,13 +50,14 @@ def sql_store(extracted: tuple[Path, Path], store: PosterStore) -> PosterStore:
     return store
 
 
-def _build(store: PosterStore, instance, lock_timeout_s: float = 120) -> dg.ExecuteInProcessResult:
+def _build(store: PosterStore, instance) -> dg.ExecuteInProcessResult:
     return dg.materialize(
         [sql_models],
         instance=instance,
         resources={
             "dbt": DbtCliResource(project_dir=poster_dbt_project, dbt_executable=dbt_executable()),
-            "store": PosterStore(home=store.home, lock_timeout_s=lock_timeout_s),
+            "store": store,
+            "models": ModelsResource(models_dir=str(store.models_dir)),
         },
         raise_on_error=False,
     )
@@ -93,7 +93,7 @@ def _release_after_dbt_met_the_lock(conn: duckdb.DuckDBPyConnection, since: floa
     conn.close()
 
 
-def test_models_wait_for_the_lock_and_have_one_row_per_ok_poster_at_current_versions(
+def test_models_retry_on_the_lock_and_have_one_row_per_ok_poster_at_current_versions(
     sql_store: PosterStore, instance, extracted: tuple[Path, Path]
 ) -> None:
     ids = [
@@ -109,7 +109,8 @@ def test_models_wait_for_the_lock_and_have_one_row_per_ok_poster_at_current_vers
             "ingested_at + INTERVAL 1 HOUR AS ingested_at) FROM raw_posters WHERE poster_id = ?",
             [ids[0]],
         )
-        # A new OCR version: read two posters (first line changed), failed on a third, not run on the fourth.
+        # A newer OCR version the models in use do not serve (read two posters, failed on a third):
+        # not current, so it changes nothing in the marts.
         conn.execute(
             "INSERT INTO ocr_text SELECT * REPLACE ('ppocr:v2' AS model_version, "
             "CASE WHEN line_index = 0 THEN lower(text) ELSE text END AS text) "
@@ -123,6 +124,12 @@ def test_models_wait_for_the_lock_and_have_one_row_per_ok_poster_at_current_vers
             "FROM extractions WHERE asset = 'ocr_text' AND poster_id IN (?, ?, ?)",
             [ids[2], *ids[:3]],
         )
+        # The current depth model failed on the last poster: it has no current depth value.
+        conn.execute(
+            "UPDATE extractions SET status = 'failed', error = 'test' "
+            "WHERE asset = 'depth_maps' AND poster_id = ?",
+            [ids[3]],
+        )
     # Another process (this one: DuckDB locks per process) holds the write lock when dbt starts.
     conn = duckdb.connect(str(sql_store.db_path))
     releaser = threading.Thread(target=_release_after_dbt_met_the_lock, args=(conn, time.time() - 1))
@@ -130,8 +137,12 @@ def test_models_wait_for_the_lock_and_have_one_row_per_ok_poster_at_current_vers
     result = _build(sql_store, instance)
     releaser.join()
     assert result.success
-    logs = [e.message or "" for e in instance.all_logs(result.run_id)]
-    assert any("locked by another process; dbt build again" in m for m in logs)
+    # The first attempt met the lock; Dagster's retry policy ran the step again.
+    events = [e.dagster_event.event_type_value for e in instance.all_logs(result.run_id) if e.dagster_event]
+    assert "STEP_UP_FOR_RETRY" in events and "STEP_RESTARTED" in events
+    # What dbt took as current is what the models folder serves.
+    recorded = dict(sql_store.db.query("SELECT asset, model_version FROM current_versions"))
+    assert {a: recorded[a] for a in EXTRACTORS} == {a: versions[a] for a in EXTRACTORS}
 
     # Every dbt test on a model ran as an asset check and passed.
     checks = result.get_asset_check_evaluations()
@@ -140,19 +151,16 @@ def test_models_wait_for_the_lock_and_have_one_row_per_ok_poster_at_current_vers
 
     ann = {a["poster_id"]: a for a in _rows(sql_store, "SELECT * FROM marts.poster_annotations")}
     assert sorted(ann) == ids
-    # Per asset, the newest ok version; the poster the new OCR failed on keeps the version that worked.
-    assert [ann[i]["ocr_version"] for i in ids] == [
-        "ppocr:v2",
-        "ppocr:v2",
-        versions["ocr_text"],
-        versions["ocr_text"],
-    ]
+    # Per asset, the value at the version in use; a newer version nobody serves is ignored.
+    assert [ann[i]["ocr_version"] for i in ids] == [versions["ocr_text"]] * len(ids)
+    assert ann[ids[3]]["depth_version"] is None and not ann[ids[3]]["is_complete"]
+    complete = [a for a in ann.values() if a["poster_id"] != ids[3]]
     truth = {
         json.loads(line)["title"]: json.loads(line)
         for line in (extracted[1] / "ground_truth.jsonl").read_text().splitlines()
     }
     placements_right = 0
-    for a in ann.values():
+    for a in complete:
         assert a["depth_version"] == versions["depth_maps"]
         assert a["foreground_version"] == versions["foreground_masks"]
         assert a["layers_version"] == versions["layer_masks"]
@@ -165,12 +173,12 @@ def test_models_wait_for_the_lock_and_have_one_row_per_ok_poster_at_current_vers
         assert 0 <= a["foreground_area"] <= 1
         assert a["genres"] and 1900 < a["year"] < 2100 and a["sidecar_title"]
         placements_right += a["title_placement"] == truth[a["sidecar_title"].upper()]["title_placement"]
-    assert placements_right >= len(ids) - 1, [
-        (a["sidecar_title"], a["title_placement"]) for a in ann.values()
+    assert placements_right >= len(complete) - 1, [
+        (a["sidecar_title"], a["title_placement"]) for a in complete
     ]
 
     labels = _rows(sql_store, "SELECT * FROM marts.ssl_labels ORDER BY curriculum_rank")
-    assert [r["curriculum_rank"] for r in labels] == list(range(1, N_POSTERS + 1))
+    assert [r["curriculum_rank"] for r in labels] == list(range(1, len(complete) + 1))
     difficulties = [r["difficulty"] for r in labels]
     assert difficulties == sorted(difficulties) and all(0 <= d <= 1 for d in difficulties)
     assert len(set(difficulties)) > 1
@@ -184,12 +192,12 @@ def test_models_wait_for_the_lock_and_have_one_row_per_ok_poster_at_current_vers
     assert len(coverage) == len(EXTRACTORS) + 1
     for asset in EXTRACTORS:
         c = coverage[asset, versions[asset]]
-        assert (c["ok_posters"], c["failed_posters"], c["missing_posters"]) == (N_POSTERS, 0, 0)
-        assert c["is_newest_version"] == (asset != "ocr_text")
+        failed = int(asset == "depth_maps")
+        assert (c["ok_posters"], c["failed_posters"], c["missing_posters"]) == (N_POSTERS - failed, failed, 0)
+        assert c["is_current_version"] and c["current_for_posters"] == N_POSTERS - failed
     new = coverage["ocr_text", "ppocr:v2"]
     assert (new["ok_posters"], new["failed_posters"], new["missing_posters"]) == (2, 1, 1)
-    assert new["is_newest_version"] and new["current_for_posters"] == 2
-    assert coverage["ocr_text", versions["ocr_text"]]["current_for_posters"] == 2
+    assert not new["is_current_version"] and new["current_for_posters"] == 0
 
 
 def test_broken_rows_fail_the_right_dbt_tests(sql_store: PosterStore, instance) -> None:
@@ -226,8 +234,8 @@ def test_manifest_is_prepared_when_missing_or_stale(tmp_path: Path) -> None:
     project_dir = tmp_path / "dbt"
     shutil.copytree(DBT_PROJECT_DIR, project_dir, ignore=shutil.ignore_patterns("target", "logs"))
     project = DbtProject(project_dir=project_dir)
-    assert not project.manifest_path.exists()
-    ensure_manifest(project)
+    assert not project.manifest_path.exists() and manifest_is_stale(project)
+    project.preparer.prepare(project)
     manifest = json.loads(project.manifest_path.read_text())
     models = {n["name"] for n in manifest["nodes"].values() if n["resource_type"] == "model"}
     assert {"poster_annotations", "ssl_labels", "extraction_coverage"} <= models

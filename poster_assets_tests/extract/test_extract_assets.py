@@ -6,12 +6,11 @@ import dagster as dg
 import pytest
 
 from poster_assets.defs.extract.assets import depth_maps, foreground_masks, layer_masks, ocr_text
-from poster_assets.defs.extract.resources import ModelsResource
 from poster_assets.defs.ingest.assets import raw_posters
 from poster_assets.defs.partitions import BATCHES
+from poster_assets.defs.resources import ModelsResource, PosterStore
 from poster_assets.demo import generate_corpus
-from poster_assets.headless import plan_batch
-from poster_assets.storage.resource import PosterStore
+from poster_assets.ingest.batches import plan_batch
 
 ASSETS = [raw_posters, ocr_text, depth_maps, foreground_masks, layer_masks]
 EXTRACTORS = ["ocr_text", "depth_maps", "foreground_masks", "layer_masks"]
@@ -22,7 +21,7 @@ def batch(tmp_path: Path, store: PosterStore, instance) -> str:
     corpus = tmp_path / "corpus"
     generate_corpus(corpus, n=4, seed=3)
     (corpus / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
-    manifest = plan_batch(store, corpus, None, recursive=False)
+    manifest, _ = plan_batch(store.batches_dir, corpus)
     manifest.save(store.batches_dir)
     instance.add_dynamic_partitions(BATCHES, [manifest.batch])
     return manifest.batch

@@ -9,11 +9,12 @@ import dagster as dg
 
 from poster_assets.defs.extract.schedules import refresh_schedule
 from poster_assets.defs.partitions import BATCHES
+from poster_assets.defs.resources import PosterStore
 from poster_assets.demo import generate_corpus
-from poster_assets.headless import plan_batch
-from poster_assets.models import store as model_store
+from poster_assets.ingest.batches import plan_batch
+from poster_assets.models import weights as model_store
 from poster_assets.models.registry import get_spec
-from poster_assets.storage.resource import PosterStore
+from poster_assets.storage.files import file_sha256
 
 EXTRACTORS = ["ocr_text", "depth_maps", "foreground_masks", "layer_masks"]
 
@@ -31,7 +32,7 @@ def test_new_ocr_version_redoes_ocr_and_layers_only(tmp_path: Path, store: Poste
     from poster_assets.definitions import defs
 
     generate_corpus(tmp_path / "corpus", n=3, seed=5)
-    manifest = plan_batch(store, tmp_path / "corpus", None, recursive=False)
+    manifest, _ = plan_batch(store.batches_dir, tmp_path / "corpus")
     manifest.save(store.batches_dir)
     instance.add_dynamic_partitions(BATCHES, [manifest.batch])
     first = _run(defs, instance, manifest.batch)
@@ -51,7 +52,7 @@ def test_new_ocr_version_redoes_ocr_and_layers_only(tmp_path: Path, store: Poste
                         "name": "ppocr-rec",
                         "version": "PP-OCRv6-rec-ft1",
                         "source": "file:rec-ft1.onnx",
-                        "sha256": model_store.file_sha256(rec),
+                        "sha256": file_sha256(rec),
                     }
                 ]
             }
@@ -87,23 +88,21 @@ def test_new_ocr_version_redoes_ocr_and_layers_only(tmp_path: Path, store: Poste
     assert versions == 2
     assert store.db.query("SELECT count(DISTINCT model_version) FROM depth_maps")[0][0] == 1
 
-    # gc drops the old version's rows and files, and nothing current.
+    # The one definition of "current" names exactly what the refresh made.
     from poster_assets.extract.gc import collect_garbage
-    from poster_assets.extract.steps import layers_version
+    from poster_assets.extract.versions import current_versions
+    from poster_assets.models.hub import Models
 
-    current = {
-        "ocr_text": second["ocr_text"]["model_version"],
-        "depth_maps": second["depth_maps"]["model_version"],
-        "foreground_masks": second["foreground_masks"]["model_version"],
-        "layer_masks": second["layer_masks"]["model_version"],
+    current = current_versions(Models(models))
+    assert {n: current.by_asset()[n] for n in EXTRACTORS} == {
+        n: second[n]["model_version"] for n in EXTRACTORS
     }
-    assert current["layer_masks"] == layers_version(
-        current["depth_maps"], current["foreground_masks"], current["ocr_text"]
-    )
+
+    # gc drops the old version's rows and files, and nothing current.
     old_layer_files = [
         p
         for (p,) in store.db.query(
-            "SELECT DISTINCT labels_path FROM layer_masks WHERE model_version <> ?", [current["layer_masks"]]
+            "SELECT DISTINCT labels_path FROM layer_masks WHERE model_version <> ?", [current.layers]
         )
     ]
     report = collect_garbage(store.db, store.blobs, current)

@@ -2,16 +2,16 @@
 
 from pathlib import Path
 
+from poster_assets.defs.resources import PosterStore
 from poster_assets.demo.bad_inputs import write_bad_inputs
 from poster_assets.extract.runner import batched, run_extraction
-from poster_assets.headless import plan_batch
+from poster_assets.ingest.batches import plan_batch
 from poster_assets.ingest.ingest import ingest_batch
-from poster_assets.storage.resource import PosterStore
 
 
 def test_a_poster_that_breaks_the_batch_fails_alone(tmp_path: Path, store: PosterStore) -> None:
     write_bad_inputs(tmp_path / "in")
-    manifest = plan_batch(store, tmp_path / "in", None, recursive=False)
+    manifest, _ = plan_batch(store.batches_dir, tmp_path / "in")
     ingest_batch(store.db, store.blobs, manifest)
     ok = [r[0] for r in store.db.query("SELECT poster_id FROM raw_posters WHERE status = 'ok' ORDER BY 1")]
     bad = ok[3]

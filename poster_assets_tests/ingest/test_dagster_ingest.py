@@ -9,9 +9,9 @@ import dagster as dg
 from poster_assets.defs.ingest.assets import raw_posters
 from poster_assets.defs.ingest.sensors import inbox_sensor
 from poster_assets.defs.partitions import BATCHES
+from poster_assets.defs.resources import PosterStore
 from poster_assets.demo.bad_inputs import write_bad_inputs
-from poster_assets.headless import plan_batch
-from poster_assets.storage.resource import PosterStore
+from poster_assets.ingest.batches import plan_batch
 
 
 def test_definitions_load() -> None:
@@ -25,7 +25,7 @@ def test_definitions_load() -> None:
 
 def test_materialize_raw_posters_writes_rows(tmp_path: Path, store: PosterStore, instance) -> None:
     expected = write_bad_inputs(tmp_path / "in")
-    manifest = plan_batch(store, tmp_path / "in", None, recursive=False)
+    manifest, _ = plan_batch(store.batches_dir, tmp_path / "in")
     manifest.save(store.batches_dir)
     instance.add_dynamic_partitions(BATCHES, [manifest.batch])
     result = dg.materialize(
@@ -36,7 +36,8 @@ def test_materialize_raw_posters_writes_rows(tmp_path: Path, store: PosterStore,
     assert mat.metadata["ok"].value == sum(s == "ok" for s in expected.values())
     assert mat.metadata["quarantined"].value == sum(s == "quarantined" for s in expected.values())
     assert "data:image/jpeg;base64," in mat.metadata["preview"].value
-    assert "zero_bytes.jpg" in mat.metadata["quarantine_reasons"].value
+    reasons = {r.data["file"]: r.data["reason"] for r in mat.metadata["quarantine_reasons"].records}
+    assert reasons["zero_bytes.jpg"] == "empty file (0 bytes)"
     n = store.db.query("SELECT count(*) FROM raw_posters WHERE batch = ?", [manifest.batch])[0][0]
     assert n == len(expected)
 

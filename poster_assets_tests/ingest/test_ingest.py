@@ -1,14 +1,13 @@
 from pathlib import Path
 
+from poster_assets.defs.resources import PosterStore
 from poster_assets.demo.bad_inputs import write_bad_inputs
-from poster_assets.headless import plan_batch
-from poster_assets.ingest.batches import BatchManifest
+from poster_assets.ingest.batches import BatchManifest, plan_batch
 from poster_assets.ingest.ingest import ingest_batch
-from poster_assets.storage.resource import PosterStore
 
 
 def _ingest(store: PosterStore, folder: Path) -> BatchManifest | None:
-    manifest = plan_batch(store, folder, None, recursive=False)
+    manifest, _ = plan_batch(store.batches_dir, folder)
     if manifest is not None:
         manifest.save(store.batches_dir)
         ingest_batch(store.db, store.blobs, manifest)
@@ -67,7 +66,7 @@ def test_sidecar_fields_land_in_columns(tmp_path: Path, store: PosterStore) -> N
     (tmp_path / "in" / "meta.csv").write_text(
         "file,title,genres,year\ngood poster.jpg,The Long Night,horror|thriller,1999\n", encoding="utf-8"
     )
-    manifest = plan_batch(store, tmp_path / "in", tmp_path / "in" / "meta.csv", recursive=False)
+    manifest, _ = plan_batch(store.batches_dir, tmp_path / "in", tmp_path / "in" / "meta.csv")
     ingest_batch(store.db, store.blobs, manifest)
     row = store.db.query("SELECT title, genres, year FROM raw_posters WHERE file_name = 'good poster.jpg'")[0]
     assert row == ("The Long Night", ["horror", "thriller"], 1999)

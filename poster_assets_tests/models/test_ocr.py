@@ -13,7 +13,7 @@ import pytest
 from PIL import Image, ImageDraw, ImageFont
 
 from poster_assets.demo import generate_corpus, load_ground_truth
-from poster_assets.models import store
+from poster_assets.models import weights
 from poster_assets.models.ocr import OcrEngine, insert_word_gaps, ocr_version, pool_shape, reading_order
 from poster_assets.models.registry import get_spec
 
@@ -68,7 +68,7 @@ def test_engine_is_shared_and_versioned(engine: OcrEngine) -> None:
     again = OcrEngine()
     assert again._rapid is engine._rapid
     for name in ("ppocr-det", "ppocr-cls", "ppocr-rec"):
-        assert store.model_version(get_spec(name)) in engine.version
+        assert weights.model_version(get_spec(name)) in engine.version
 
 
 def test_blank_image_has_no_text(engine: OcrEngine) -> None:
@@ -93,7 +93,7 @@ def test_user_manifest_switches_the_recognizer(tmp_path: Path) -> None:
     """A model change: a re-exported recogniser (same weights, new metadata, so new bytes)
     registered as a second version is what runs, and every version string changes."""
     base = get_spec("ppocr-rec")
-    model = onnx.load(str(store.resolve_path(base)))
+    model = onnx.load(str(weights.resolve_path(base)))
     model.metadata_props.add(key="poster_assets_note", value="re-exported for a test")
     onnx.save(model, str(tmp_path / "rec-v2.onnx"))
     sha = hashlib.sha256((tmp_path / "rec-v2.onnx").read_bytes()).hexdigest()
@@ -111,7 +111,8 @@ def test_user_manifest_switches_the_recognizer(tmp_path: Path) -> None:
     assert "ppocr-rec@PP-OCRv6-rec-small-reexport+" + sha[:12] in engine.version
     assert engine.paths[2] == str(tmp_path / "rec-v2.onnx")
     assert (
-        store.model_data_version("ppocr-rec", tmp_path) == "ppocr-rec@PP-OCRv6-rec-small-reexport+" + sha[:12]
+        weights.model_data_version("ppocr-rec", tmp_path)
+        == "ppocr-rec@PP-OCRv6-rec-small-reexport+" + sha[:12]
     )
     assert [i.text for i in engine.read(_poster())][0] == TITLE
 

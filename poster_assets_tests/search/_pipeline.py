@@ -17,15 +17,16 @@ from pathlib import Path
 
 import dagster as dg
 
-from poster_assets.defs.embed.assets import faiss_index, foreground_embeddings
-from poster_assets.defs.embed.checks import embedding_norm_check, index_recall_check
+from poster_assets.defs.embed.assets import foreground_embeddings
+from poster_assets.defs.embed.checks import embedding_norm_check
 from poster_assets.defs.extract.assets import foreground_masks
-from poster_assets.defs.extract.resources import ModelsResource
 from poster_assets.defs.ingest.assets import raw_posters
 from poster_assets.defs.partitions import BATCHES
+from poster_assets.defs.resources import ModelsResource, PosterStore
+from poster_assets.defs.search.assets import faiss_index
+from poster_assets.defs.search.checks import index_recall_check
 from poster_assets.demo import generate_corpus
-from poster_assets.headless import plan_batch
-from poster_assets.storage.resource import PosterStore
+from poster_assets.ingest.batches import plan_batch
 
 BATCH_ASSETS = [raw_posters, foreground_masks, foreground_embeddings, embedding_norm_check]
 N_POSTERS = 6
@@ -50,7 +51,7 @@ def models_for(home: Path) -> ModelsResource:
 
 
 def add_batch(store: PosterStore, instance: dg.DagsterInstance, folder: Path) -> str:
-    manifest = plan_batch(store, folder, None, recursive=False)
+    manifest, _ = plan_batch(store.batches_dir, folder)
     assert manifest is not None
     manifest.save(store.batches_dir)
     instance.add_dynamic_partitions(BATCHES, [manifest.batch])

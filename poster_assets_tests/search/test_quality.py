@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from poster_assets.search.embed import raw_pixel_embedding
+from poster_assets.embed.kinds import raw_pixel_embedding
 from poster_assets.search.quality import (
     VARIANTS,
     cropped_variant,
@@ -16,7 +16,7 @@ from poster_assets.search.quality import (
     primary_genre,
     resized_variant,
 )
-from poster_assets_tests.search._images import sample_images
+from poster_assets_tests.images import sample_images
 
 
 def _genre_vectors(separation: float, seed: int = 0) -> tuple[np.ndarray, list[list[str]]]:

@@ -13,13 +13,12 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from poster_assets.cli import _SEARCH_KINDS, main
-from poster_assets.extract import embed_steps
+from poster_assets.cli import main
+from poster_assets.defs.resources import PosterStore
+from poster_assets.extract.versions import EMBEDDING_KINDS
 from poster_assets.search import html
 from poster_assets.search.api import SearchError, SearchHit, search
-from poster_assets.search.embed import EMBEDDING_KINDS
 from poster_assets.search.evaluate import evaluate_retrieval
-from poster_assets.storage.resource import PosterStore
 from poster_assets_tests.search import _pipeline as P
 
 N = P.N_POSTERS
@@ -127,7 +126,6 @@ def test_retrieval_quality_scores_every_kind(store, models) -> None:
 
 
 def test_cli_search_and_search_quality(store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    assert _SEARCH_KINDS == embed_steps.ALL_KINDS
     monkeypatch.setenv("POSTER_ASSETS_HOME", str(store.home_path))
     runner = CliRunner()
     poster_id, original, title = _posters(store)[2]

@@ -3,18 +3,27 @@ materialize: real OpenVINO, FAISS and DuckDB (see _pipeline for the shared, once
 
 from __future__ import annotations
 
+import dataclasses
+import shutil
 from pathlib import Path
 
 import dagster as dg
 import numpy as np
 import pytest
 
+from poster_assets.defs.resources import PosterStore
 from poster_assets.demo import generate_corpus
-from poster_assets.extract import embed_steps
-from poster_assets.search.embed import EMBEDDING_KINDS
+from poster_assets.embed.vectors import KIND_DIMS, embed_chunk, missing_kinds, read_vectors
+from poster_assets.extract.runner import PosterRef
+from poster_assets.extract.versions import (
+    EMBEDDING_KINDS,
+    current_versions,
+    embeddings_version,
+    kind_versions,
+)
 from poster_assets.search.index import PosterIndex, build_index, choose_index_spec
+from poster_assets.search.sync import index_dir, sync_index
 from poster_assets.storage.readonly_sql import run_readonly
-from poster_assets.storage.resource import PosterStore
 from poster_assets_tests.search import _pipeline as P
 
 N = P.N_POSTERS
@@ -30,7 +39,7 @@ def env(tmp_path: Path):
 
 
 def _versions(store: PosterStore) -> dict[str, str]:
-    return embed_steps.kind_versions(P.models_for(store.home_path).foreground().version)
+    return current_versions(P.models_for(store.home_path)).kinds
 
 
 def test_embeddings_per_kind_are_unit_vectors_and_a_rerun_does_no_work(env) -> None:
@@ -52,18 +61,17 @@ def test_embeddings_per_kind_are_unit_vectors_and_a_rerun_does_no_work(env) -> N
     versions = _versions(store)
     for kind, (version, lo, hi, n, norm_err) in by_kind.items():
         assert version == versions[kind]
-        assert lo == hi == embed_steps.KIND_DIMS[kind] and n == N and norm_err < 1e-5, kind
+        assert lo == hi == KIND_DIMS[kind] and n == N and norm_err < 1e-5, kind
     # The foreground kind names the mask model it was cropped with; the others do not need to.
     assert versions["foreground"].endswith("+mask:fg:grabcut-saliency-v1")
     assert "mask:" not in versions["poster"]
-    # The source asset's version (no network load) is the embedder's own.
-    assert (
-        embed_steps.embedder(Path(store.home_path / "models")).version == embed_steps.efficientnet_version()
-    )
+    # The version known without loading the network is the embedder's own.
+    models = P.models_for(store.home_path)
+    assert models.efficientnet().version == models.efficientnet_version()
 
     # Different posters get different vectors; the foreground crop differs from the whole poster.
-    _, fg = embed_steps.read_vectors(store.db, "foreground", versions["foreground"])
-    ids, poster = embed_steps.read_vectors(store.db, "poster", versions["poster"])
+    _, fg = read_vectors(store, "foreground", versions["foreground"])
+    ids, poster = read_vectors(store, "poster", versions["poster"])
     sims = poster @ poster.T
     assert sims[~np.eye(N, dtype=bool)].max() < 0.99
     assert np.einsum("ij,ij->i", fg, poster).min() < 0.99
@@ -78,20 +86,22 @@ def test_a_new_foreground_model_would_redo_only_the_foreground_kind(env) -> None
     store, _ = env
     ids = [r[0] for r in store.db.query("SELECT poster_id FROM raw_posters WHERE status = 'ok'")]
     current = _versions(store)
-    assert all(kinds == [] for kinds in embed_steps.missing_kinds(store.db, ids, current).values())
-    new = embed_steps.kind_versions("u2netp@deadbeef")
+    assert all(kinds == [] for kinds in missing_kinds(store, ids, current).values())
+    models = P.models_for(store.home_path)
+    new = kind_versions(models.efficientnet_version(), "u2netp@deadbeef")
     assert new["poster"] == current["poster"] and new["pixels"] == current["pixels"]
-    assert embed_steps.embeddings_version(new) != embed_steps.embeddings_version(current)
-    assert all(kinds == ["foreground"] for kinds in embed_steps.missing_kinds(store.db, ids, new).values())
+    assert embeddings_version(new) != embeddings_version(current)
+    assert all(kinds == ["foreground"] for kinds in missing_kinds(store, ids, new).values())
     # And without masks from that model the poster fails with a reason, rather than guessing.
     refs = [
-        embed_steps.PosterRef(*r)
+        PosterRef(*r)
         for r in store.db.query(
             "SELECT poster_id, original_path, file_name FROM raw_posters WHERE status = 'ok' LIMIT 1"
         )
     ]
     with pytest.raises(LookupError, match="no foreground mask at u2netp@deadbeef"):
-        embed_steps.embed_chunk(store.db, store.blobs, refs, "u2netp@deadbeef", lambda: None)
+        moved = dataclasses.replace(current_versions(models), foreground="u2netp@deadbeef", kinds=new)
+        embed_chunk(store, refs, models, moved)
 
 
 def test_index_is_built_with_recall_and_neighbors_are_queryable_in_sql(env) -> None:
@@ -116,7 +126,7 @@ def test_index_is_built_with_recall_and_neighbors_are_queryable_in_sql(env) -> N
     assert rows == [(kind, N, N - 1, 0, True) for kind in sorted(EMBEDDING_KINDS)]
     # Ranks follow the scores, and match an exact search over the stored vectors.
     versions = _versions(store)
-    ids, vectors = embed_steps.read_vectors(store.db, "poster", versions["poster"])
+    ids, vectors = read_vectors(store, "poster", versions["poster"])
     sims = vectors @ vectors.T
     np.fill_diagonal(sims, -np.inf)
     for i, pid in enumerate(ids):
@@ -145,9 +155,9 @@ def test_a_second_batch_is_added_without_rebuild_and_answers_like_a_rebuild(env,
 
     versions = _versions(store)
     for kind in EMBEDDING_KINDS:
-        saved = PosterIndex.load(embed_steps.index_dir(store.home_path, kind))
+        saved = PosterIndex.load(index_dir(store, kind))
         assert saved.model_version == versions[kind] and saved.count == N + 3
-        ids, vectors = embed_steps.read_vectors(store.db, kind, versions[kind])
+        ids, vectors = read_vectors(store, kind, versions[kind])
         rebuilt = build_index(
             vectors, ids, choose_index_spec(len(ids), vectors.shape[1]), kind, versions[kind]
         )
@@ -162,7 +172,7 @@ def test_a_second_batch_is_added_without_rebuild_and_answers_like_a_rebuild(env,
 
 def test_a_corrupt_index_is_rebuilt_by_the_next_materialization(env) -> None:
     store, instance = env
-    folder = embed_steps.index_dir(store.home_path, "foreground")
+    folder = index_dir(store, "foreground")
     (data,) = [p for p in folder.glob("data-*")]
     index_file = data / "index.faiss"
     blob = bytearray(index_file.read_bytes())
@@ -178,12 +188,14 @@ def test_a_corrupt_index_is_rebuilt_by_the_next_materialization(env) -> None:
     assert PosterIndex.load(folder).count == N
 
     # A model version the saved index was not built with also means a rebuild, and says why.
-    update = embed_steps.sync_index(store.db, folder, "foreground", "foreground:other-version")
+    update = sync_index(store, "foreground", "foreground:other-version")
     assert update.mode == "empty" and PosterIndex.load(folder).count == N  # no vectors: left alone
     versions = _versions(store)
     store_version = versions["poster"]
-    pixels_folder = embed_steps.index_dir(store.home_path, "pixels")
-    update = embed_steps.sync_index(store.db, pixels_folder, "poster", store_version)
+    # (the pixels index, saved where the poster index belongs)
+    shutil.rmtree(index_dir(store, "poster"))
+    shutil.copytree(index_dir(store, "pixels"), index_dir(store, "poster"))
+    update = sync_index(store, "poster", store_version)
     assert update.mode == "build" and "model version changed" in update.reason
 
 
@@ -202,7 +214,8 @@ def test_the_weights_are_a_source_asset_and_the_jobs_run_embeddings_and_indexes(
         )
         for e in observed.get_asset_observation_events()
     }
-    assert tags["models/efficientnet_lite0"]["dagster/data_version"] == embed_steps.efficientnet_version()
+    expected = P.models_for(store.home_path).efficientnet_version()
+    assert tags["models/efficientnet_lite0"]["dagster/data_version"] == expected
 
     graph = defs.resolve_asset_graph()
     parents = graph.get(dg.AssetKey("foreground_embeddings")).parent_keys

@@ -1,35 +1,43 @@
-"""Training items from a real extracted store, and the pairs built from them."""
+"""Training items from a real extracted store (labels from marts.ssl_labels), and the pairs
+built from them."""
 
 from __future__ import annotations
 
 import dataclasses
-import shutil
 
 import numpy as np
 import pytest
 
-from poster_assets.ssl.data import (
-    _LABELS_FROM_BASE_SQL,
+from poster_assets.defs.resources import PosterStore
+from poster_assets.models.efficientnet_lite import letterbox, preprocess
+from poster_assets.ssl.augment import Augment, subject_view, title_view
+from poster_assets.ssl.dataset import PAIR_KINDS, PAIR_WEIGHTS, PairDataset
+from poster_assets.ssl.labels import (
     LAYER_BUCKETS,
-    PAIR_KINDS,
-    PAIR_WEIGHTS,
     PLACEMENTS,
-    Augment,
-    PairDataset,
+    LabelsNotBuiltError,
     TrainItem,
     data_version,
     load_training_items,
-    subject_view,
-    title_view,
 )
-from poster_assets.storage.resource import PosterStore
+from poster_assets.storage.store import Store
 
 
-def test_items_come_from_the_base_tables_without_dbt(ssl_items: list[TrainItem]) -> None:
+@pytest.mark.slow
+def test_items_come_from_marts_ssl_labels_in_curriculum_order(
+    ssl_store: PosterStore, ssl_items: list[TrainItem]
+) -> None:
     assert len(ssl_items) == 8
-    assert {i.labels_source for i in ssl_items} == {"base_tables"}
     assert [i.curriculum_rank for i in ssl_items] == list(range(1, 9))
     assert [i.difficulty for i in ssl_items] == sorted(i.difficulty for i in ssl_items)
+    marts = ssl_store.db.query(
+        "SELECT poster_id, title_placement, layer_count, has_text, primary_genre, difficulty "
+        "FROM marts.ssl_labels ORDER BY curriculum_rank"
+    )
+    assert [
+        (i.poster_id, i.title_placement, i.layer_count, i.has_text, i.primary_genre, i.difficulty)
+        for i in ssl_items
+    ] == [(pid, tp, lc, ht, g, pytest.approx(d)) for pid, tp, lc, ht, g, d in marts]
     for it in ssl_items:
         assert 0.0 <= it.difficulty <= 1.0
         assert it.title_placement in PLACEMENTS
@@ -40,30 +48,26 @@ def test_items_come_from_the_base_tables_without_dbt(ssl_items: list[TrainItem])
         assert it.foreground_path and (it.home / it.foreground_path).is_file()
         assert it.labels_path and (it.home / it.labels_path).is_file()
         assert it.label_version.count("|") == 2 and it.label_version.startswith("layers:")
+        fg = it.load_foreground()
+        assert fg is not None and fg.dtype == np.float32 and 0.0 <= fg.min() <= fg.max() <= 1.0
+        subject = it.load_subject_layer()
+        assert subject is not None and set(np.unique(subject)) <= {0.0, 1.0} and subject.max() == 1.0
     # The generator draws a title on every poster; OCR finds most of them.
     assert sum(i.has_text for i in ssl_items) >= 7
     assert sum(i.title_box is not None for i in ssl_items) >= 6
     assert {i.primary_genre for i in ssl_items} - {"unknown"}
 
 
-def test_marts_ssl_labels_are_used_when_built(ssl_store: PosterStore, tmp_path) -> None:
-    # A copy of the store whose marts.ssl_labels says something the base tables do not.
-    copy = PosterStore(home=str(tmp_path / "home"))
-    copy.home_path.mkdir()
-    shutil.copy(ssl_store.db_path, copy.db_path)
-    with copy.db.transaction() as conn:
-        conn.execute("CREATE SCHEMA marts")
-        conn.execute(f"CREATE TABLE marts.ssl_labels AS {_LABELS_FROM_BASE_SQL}")
-        conn.execute("UPDATE marts.ssl_labels SET primary_genre = 'from-marts'")
-    items = load_training_items(copy.db, ssl_store.blobs)
-    assert {i.labels_source for i in items} == {"marts.ssl_labels"}
-    assert {i.primary_genre for i in items} == {"from-marts"}
-    base = load_training_items(copy.db, ssl_store.blobs, source="base")
-    assert "from-marts" not in {i.primary_genre for i in base}
-    with pytest.raises(ValueError, match="source"):
-        load_training_items(copy.db, ssl_store.blobs, source="elsewhere")
+def test_a_store_without_the_dbt_models_has_no_labels(tmp_path) -> None:
+    store = Store.at(tmp_path / "home")
+    store.home_path.mkdir()
+    store.db.ensure_schema()  # the base tables, but no dbt build
+    with pytest.raises(LabelsNotBuiltError, match=r"marts\.ssl_labels.*poster-assets run.*corpus_job"):
+        load_training_items(store)
+    assert issubclass(LabelsNotBuiltError, RuntimeError)
 
 
+@pytest.mark.slow
 def test_data_version_follows_ids_and_labels(ssl_items: list[TrainItem]) -> None:
     v = data_version(ssl_items)
     assert v == data_version(list(reversed(ssl_items)))
@@ -72,6 +76,7 @@ def test_data_version_follows_ids_and_labels(ssl_items: list[TrainItem]) -> None
     assert v != data_version(relabelled)
 
 
+@pytest.mark.slow
 def test_subject_and_title_views_crop_the_structure(ssl_items: list[TrainItem]) -> None:
     it = next(i for i in ssl_items if i.title_box is not None)
     rgb = it.load_rgb()
@@ -98,6 +103,16 @@ def test_augment_is_seeded_and_keeps_the_input_contract() -> None:
     assert not np.array_equal(a, c)
 
 
+def test_views_become_input_as_the_embedder_preprocesses() -> None:
+    # Training views and the exported IR share one preprocessing: letterbox, (x - 127) / 128, NCHW.
+    rgb = np.random.default_rng(1).integers(0, 256, (90, 60, 3), dtype=np.uint8)
+    want = (letterbox(rgb, 48).astype(np.float32) - 127.0) / 128.0
+    got = preprocess([rgb], 48)
+    assert got.shape == (1, 3, 48, 48) and got.dtype == np.float32
+    np.testing.assert_array_equal(got[0], want.transpose(2, 0, 1))
+
+
+@pytest.mark.slow
 def test_pairs_have_the_documented_kinds_weights_and_labels(ssl_items: list[TrainItem]) -> None:
     ds = PairDataset(ssl_items, size=64, seed=3)
     rng = np.random.default_rng(0)

@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 
-from poster_assets.ssl.data import TrainItem
+from poster_assets.models.ssl_encoder import SslEmbedder
+from poster_assets.ssl.config import TrainConfig
 from poster_assets.ssl.evaluate import (
     EvalRow,
     default_methods,
@@ -15,17 +17,33 @@ from poster_assets.ssl.evaluate import (
     is_held_out,
     knn_genre,
     linear_probe,
+    parser,
     split_items,
+    train_config,
 )
-from poster_assets.ssl.export import SslEmbedder, export_openvino
+from poster_assets.ssl.export import export_openvino
+from poster_assets.ssl.labels import TrainItem
 from poster_assets.ssl.train import TrainResult
 
 
-def test_split_is_a_pure_function_of_the_poster_id(ssl_items: list[TrainItem]) -> None:
-    train, test = split_items(ssl_items, 0.5)
+def _item(poster_id: str) -> TrainItem:
+    return TrainItem(poster_id, Path("/nowhere"), "p.png", "p.png", 10, 10, None, None, None)
+
+
+def test_command_line_defaults_are_the_training_defaults() -> None:
+    # The same TrainConfig as Dagster's SslConfig trains with: one place for the defaults.
+    assert train_config(parser().parse_args(["--out", "x"])) == TrainConfig()
+    assert TrainConfig().image_size == 96
+    args = parser().parse_args(["--out", "x", "--no-curriculum", "--image-size", "64", "--seed", "3"])
+    assert train_config(args) == TrainConfig(curriculum=False, image_size=64, seed=3)
+
+
+def test_split_is_a_pure_function_of_the_poster_id() -> None:
+    items = [_item(f"{n:064x}") for n in range(40)]
+    train, test = split_items(items, 0.5)
     assert {i.poster_id for i in train}.isdisjoint(i.poster_id for i in test)
-    assert len(train) + len(test) == len(ssl_items)
-    assert split_items(list(reversed(ssl_items)), 0.5)[1] == list(reversed(test))
+    assert len(train) + len(test) == len(items) and train and test
+    assert split_items(list(reversed(items)), 0.5)[1] == list(reversed(test))
     ids = [f"{n:064x}" for n in range(2000)]
     share = np.mean([is_held_out(i, 0.3) for i in ids])
     assert 0.25 < share < 0.35
@@ -52,6 +70,7 @@ def test_knn_and_probe_score_clean_clusters_perfectly_and_noise_near_chance() ->
     assert linear_probe(a, ["a"] * 30, b, lb) == np.mean([x == "a" for x in lb])
 
 
+@pytest.mark.slow
 def test_evaluate_on_real_posters(
     ssl_items: list[TrainItem], short_run: TrainResult, run_dir: Path, tmp_path: Path
 ) -> None:

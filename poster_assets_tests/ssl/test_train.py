@@ -10,11 +10,13 @@ import numpy as np
 import pytest
 import torch
 
-from poster_assets.ssl.data import TrainItem, data_version
+from poster_assets.defs.resources import PosterStore
+from poster_assets.ssl.config import TrainConfig
+from poster_assets.ssl.labels import TrainItem, data_version
 from poster_assets.ssl.model import PROJ_DIM
 from poster_assets.ssl.train import (
+    CHECKPOINT_NAME,
     CollapseError,
-    TrainConfig,
     TrainResult,
     curriculum_pool,
     load_checkpoint,
@@ -27,6 +29,7 @@ from poster_assets_tests.ssl.conftest import SHORT_RUN
 TINY = TrainConfig(seed=1, steps=3, batch_size=4, lr=0.05, image_size=64, device="cpu")
 
 
+@pytest.mark.slow
 def test_short_run_lowers_the_simsiam_loss_without_collapse(short_run: TrainResult) -> None:
     losses = np.array(short_run.simsiam_loss)
     assert len(losses) == SHORT_RUN.steps and np.isfinite(losses).all()
@@ -45,25 +48,32 @@ def test_short_run_lowers_the_simsiam_loss_without_collapse(short_run: TrainResu
     np.testing.assert_allclose(total, losses + SHORT_RUN.aux_weight * aux, rtol=1e-5, atol=1e-6)
 
 
-def test_same_seed_same_losses(ssl_items: list[TrainItem], tmp_path: Path) -> None:
-    few = ssl_items[:4]
-    a = train_encoder(few, TINY, tmp_path / "a")
-    b = train_encoder(few, TINY, tmp_path / "b")
-    c = train_encoder(few, dataclasses.replace(TINY, seed=2), tmp_path / "c")
+@pytest.mark.slow
+def test_same_seed_same_losses(ssl_items: list[TrainItem], ssl_store: PosterStore, tmp_path: Path) -> None:
+    few, models_dir = ssl_items[:4], ssl_store.models_dir
+    a = train_encoder(few, TINY, tmp_path / "a", models_dir=models_dir)
+    b = train_encoder(few, TINY, tmp_path / "b", models_dir=models_dir)
+    c = train_encoder(few, dataclasses.replace(TINY, seed=2), tmp_path / "c", models_dir=models_dir)
     assert a.total_loss == b.total_loss and a.output_std == b.output_std
     assert a.total_loss != c.total_loss
     assert a.checkpoint_path.read_bytes() == b.checkpoint_path.read_bytes()
 
 
-def test_collapse_guard_stops_the_run(ssl_items: list[TrainItem], tmp_path: Path) -> None:
+@pytest.mark.slow
+def test_collapse_guard_stops_the_run(
+    ssl_items: list[TrainItem], ssl_store: PosterStore, tmp_path: Path
+) -> None:
     # A threshold above the healthy std makes any run look collapsed: the guard's logic, fast.
     strict = dataclasses.replace(TINY, collapse_ratio=5.0, collapse_patience=2)
     with pytest.raises(CollapseError, match="collapsed at step 1"):
-        train_encoder(ssl_items[:4], strict, tmp_path / "raise")
-    assert not (tmp_path / "raise" / "ssl_encoder.pt").exists()
+        train_encoder(ssl_items[:4], strict, tmp_path / "raise", models_dir=ssl_store.models_dir)
+    assert not (tmp_path / "raise" / CHECKPOINT_NAME).exists()
     with pytest.warns(UserWarning, match="collapsed"):
         result = train_encoder(
-            ssl_items[:4], dataclasses.replace(strict, on_collapse="warn"), tmp_path / "warn"
+            ssl_items[:4],
+            dataclasses.replace(strict, on_collapse="warn"),
+            tmp_path / "warn",
+            models_dir=ssl_store.models_dir,
         )
     assert result.collapsed and len(result.total_loss) == 2
     assert result.checkpoint_path.exists()
@@ -76,6 +86,7 @@ def test_curriculum_pool_widens_by_stage() -> None:
     assert curriculum_pool(2, 0, 10, 3, True) == 1
 
 
+@pytest.mark.slow
 def test_checkpoint_reloads_with_config_and_data_version(
     short_run: TrainResult, ssl_items: list[TrainItem]
 ) -> None:
@@ -91,6 +102,7 @@ def test_checkpoint_reloads_with_config_and_data_version(
     assert out["embedding"].shape == (2, 128) and out["placement"].shape == (2, 4)
 
 
+@pytest.mark.slow
 def test_plot_losses_draws_an_image(short_run: TrainResult) -> None:
     image = plot_losses(short_run)
     assert image.mode == "RGB" and image.size == (900, 340)

@@ -4,11 +4,11 @@ from pathlib import Path
 
 import pytest
 
+from poster_assets.defs.resources import PosterStore
 from poster_assets.demo.bad_inputs import write_bad_inputs
-from poster_assets.headless import plan_batch
+from poster_assets.ingest.batches import plan_batch
 from poster_assets.ingest.ingest import ingest_batch
 from poster_assets.storage.database import Database
-from poster_assets.storage.resource import PosterStore
 
 
 def _hold_write_lock(db_path: str, held: mp.Event, seconds: float) -> None:
@@ -21,7 +21,7 @@ def _hold_write_lock(db_path: str, held: mp.Event, seconds: float) -> None:
 
 def _ingest(home: str, folder: str) -> int:
     store = PosterStore(home=home)
-    manifest = plan_batch(store, Path(folder), None, recursive=False)
+    manifest, _ = plan_batch(store.batches_dir, Path(folder))
     return ingest_batch(store.db, store.blobs, manifest).new_rows
 
 

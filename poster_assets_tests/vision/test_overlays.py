@@ -1,7 +1,8 @@
 import numpy as np
 
-from poster_assets.vision.layers import assign_roles, split_layers
+from poster_assets.vision.layers import split_layers
 from poster_assets.vision.overlays import depth_colormap, extraction_panel, layers_colored
+from poster_assets.vision.roles import assign_roles
 
 
 def _planes():

@@ -1,5 +1,5 @@
 -- Per extractor asset and model version: how many ok posters have a value at that version, how
--- many failed, how many were never processed at it, and whether it is the asset's newest version.
+-- many failed, how many were never processed at it, and whether it is the asset's current version.
 with posters as (
     select poster_id from {{ ref('stg_posters') }}
 ),
@@ -32,10 +32,9 @@ select
     (select count(*) from posters) - v.ok_posters - v.failed_posters as missing_posters,
     v.ok_posters / nullif((select count(*) from posters), 0) as ok_share,
     v.current_for_posters,
-    -- Newest = the version whose latest extraction is most recent (ties: highest version string).
-    row_number() over (
-        partition by v.asset order by v.last_extracted_at desc, v.model_version desc
-    ) = 1 as is_newest_version,
+    -- Current = the version the models in use serve (stg_extractions has the same definition).
+    coalesce(v.model_version = c.model_version, false) as is_current_version,
     v.first_extracted_at,
     v.last_extracted_at
 from versions as v
+left join {{ store_table('current_versions') }} as c using (asset)

@@ -4,14 +4,14 @@ with posters as (
     select * from {{ ref('stg_posters') }}
 ),
 
-current_versions as (
+current_extractions as (
     select asset, poster_id, model_version
     from {{ ref('stg_extractions') }}
     where is_current
 ),
 
 ocr_current as (
-    select poster_id, model_version from current_versions where asset = 'ocr_text'
+    select poster_id, model_version from current_extractions where asset = 'ocr_text'
 ),
 
 ocr_lines as (
@@ -38,7 +38,7 @@ ocr as (
 layers as (
     select l.*
     from {{ source('poster_store', 'layer_masks') }} as l
-    join current_versions as c
+    join current_extractions as c
         on c.asset = 'layer_masks' and c.poster_id = l.poster_id and c.model_version = l.model_version
 ),
 
@@ -76,14 +76,14 @@ subject_layer as (
 foreground as (
     select f.poster_id, f.model_version as foreground_version, f.area_fraction, f.bbox
     from {{ source('poster_store', 'foreground_masks') }} as f
-    join current_versions as c
+    join current_extractions as c
         on c.asset = 'foreground_masks' and c.poster_id = f.poster_id and c.model_version = f.model_version
 ),
 
 depth as (
     select d.poster_id, d.model_version as depth_version, d.depth_mean, len(d.modes) as depth_modes
     from {{ source('poster_store', 'depth_maps') }} as d
-    join current_versions as c
+    join current_extractions as c
         on c.asset = 'depth_maps' and c.poster_id = d.poster_id and c.model_version = d.model_version
 ),
 

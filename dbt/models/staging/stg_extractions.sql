@@ -1,24 +1,24 @@
--- Every extraction record, with `is_current` on the one whose values the marts use: per asset
--- and poster, the ok record with the newest extracted_at (ties broken by model_version), so a
--- model change that failed on a poster falls back to the last version that worked there.
+-- Every extraction record; `is_current` marks the ok record at the version the models in use
+-- serve now, the one definition of "current" the Python side uses too
+-- (poster_assets.extract.versions.current_versions, written to `current_versions` before each
+-- build). A poster whose current-version extraction failed or has not run has no current value:
+-- the marts leave it out rather than mix in an older model's value.
 --
--- `extractions` is written by the four extractors together with their rows; it is read by name
--- and its lineage declared through them, so the Dagster graph shows these assets upstream:
+-- `extractions` and `current_versions` are written by the Dagster assets themselves; they are
+-- read by name and their lineage declared through the extractor tables:
 -- depends_on: {{ source('poster_store', 'ocr_text') }}
 -- depends_on: {{ source('poster_store', 'depth_maps') }}
 -- depends_on: {{ source('poster_store', 'foreground_masks') }}
 -- depends_on: {{ source('poster_store', 'layer_masks') }}
 select
-    asset,
-    poster_id,
-    model_version,
-    status,
-    error,
-    batch,
-    seconds,
-    extracted_at,
-    status = 'ok' and row_number() over (
-        partition by asset, poster_id
-        order by (status = 'ok') desc, extracted_at desc, model_version desc
-    ) = 1 as is_current
-from {{ store_table('extractions') }}
+    e.asset,
+    e.poster_id,
+    e.model_version,
+    e.status,
+    e.error,
+    e.batch,
+    e.seconds,
+    e.extracted_at,
+    coalesce(e.status = 'ok' and e.model_version = c.model_version, false) as is_current
+from {{ store_table('extractions') }} as e
+left join {{ store_table('current_versions') }} as c using (asset)

@@ -1,52 +1,30 @@
 """The dbt models over the annotations, materialized with ``dbt build`` so their tests run too.
 
-DuckDB's write lock: dbt-duckdb opens the database file itself and keeps it for the whole build,
-and a file held by another writer makes dbt stop at once, before any node runs. So a build that
-failed on the lock is started again after a jittered backoff, until ``PosterStore.lock_timeout_s``
-is spent, like every other writer here. (dbt-duckdb's own ``retries.connect_attempts`` was tried
-and dropped: it sleeps 2^n s per attempt for each connection dbt opens, 45 s for three tries.)
+DuckDB's single writer: ``sql_models`` is in the ``poster_db`` pool with every other writer, so
+inside Dagster nothing else holds the file while dbt builds. A person's query at that moment
+(``poster-assets sql``, a notebook) can still hold it, and dbt-duckdb then stops before any node
+runs; the step asks Dagster to retry it (``RetryRequested``), and only for that reason: a failed
+dbt test is an answer, not a hiccup.
 """
 
-import os
-import random
+import json
 import shutil
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
-from dagster_dbt import DagsterDbtTranslator, DbtCliInvocation, DbtCliResource, dbt_assets
+from dagster_dbt import DagsterDbtTranslator, DbtCliResource, dbt_assets
 
 from poster_assets.defs.dbt.project import poster_dbt_project
-from poster_assets.storage.resource import PosterStore
+from poster_assets.defs.resources import DB_POOL, ModelsResource, PosterStore
+from poster_assets.extract.versions import current_versions, record_current_versions
 
-DB_ENV_VAR = "POSTER_ASSETS_DB"  # read by dbt/profiles.yml
-_FIRST_DELAY_S = 1.0
-_MAX_DELAY_S = 15.0
 # dagster-dbt gives each invocation its own target folder (about 2 MB: manifest, logs, results).
 _KEEP_RUN_FOLDERS = 10
+_LOCK_HELD = "could not set lock on file"
+_LOCK_RETRIES = 4
 _KEEP_RECENT_S = 3600.0
-
-
-def _is_lock_conflict(invocation: DbtCliInvocation) -> bool:
-    error = invocation.get_error()
-    return error is not None and "could not set lock on file" in str(error).lower()
-
-
-@contextmanager
-def _env(name: str, value: str) -> Iterator[None]:
-    # The dbt subprocess inherits os.environ; put it back so in-process runs leave no trace.
-    before = os.environ.get(name)
-    os.environ[name] = value
-    try:
-        yield
-    finally:
-        if before is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = before
 
 
 def prune_run_folders(target: Path, prefix: str, keep: int = _KEEP_RUN_FOLDERS) -> list[Path]:
@@ -62,28 +40,6 @@ def prune_run_folders(target: Path, prefix: str, keep: int = _KEEP_RUN_FOLDERS) 
     return removed
 
 
-def build_with_lock_retry(
-    context: dg.AssetExecutionContext, dbt: DbtCliResource, lock_timeout_s: float
-) -> Iterator[Any]:
-    """Stream the events of ``dbt build``, starting it again while another process holds the lock."""
-    deadline = time.monotonic() + lock_timeout_s
-    delay = _FIRST_DELAY_S
-    while True:
-        invocation = dbt.cli(["build"], context=context, raise_on_error=False)
-        produced = False
-        for event in invocation.stream():
-            produced = True
-            yield event
-        if invocation.is_successful():
-            return
-        if produced or not _is_lock_conflict(invocation) or time.monotonic() > deadline:
-            raise invocation.get_error() or dg.Failure("dbt build failed")
-        wait = delay * (0.5 + random.random())
-        context.log.info(f"the poster database is locked by another process; dbt build again in {wait:.1f} s")
-        time.sleep(wait)
-        delay = min(delay * 2, _MAX_DELAY_S)
-
-
 class _Translator(DagsterDbtTranslator):
     def get_automation_condition(self, dbt_resource_props: dict[str, Any]) -> dg.AutomationCondition | None:
         # Rebuild after upstream extractors update, once the corpus automation sensor is on.
@@ -94,12 +50,31 @@ class _Translator(DagsterDbtTranslator):
     manifest=poster_dbt_project.manifest_path,
     project=poster_dbt_project,
     dagster_dbt_translator=_Translator(),
+    pool=DB_POOL,
 )
-def sql_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, store: PosterStore):
+def sql_models(
+    context: dg.AssetExecutionContext,
+    dbt: DbtCliResource,
+    store: PosterStore,
+    models: ModelsResource,
+):
     """``dbt build`` of the project in ``dbt/``: staging views, the marts tables
-    (poster_annotations, ssl_labels, extraction_coverage) and their tests, as asset checks."""
-    # A store nothing was ingested into yet still has every source table: the models build empty.
-    store.db.ensure_schema()
+    (poster_annotations, ssl_labels, extraction_coverage) and their tests, as asset checks.
+    Before the build, the ``current_versions`` table is rewritten from the models in use, so
+    the marts take exactly the values the extractors call current."""
+    record_current_versions(store.db, current_versions(models))
     prune_run_folders(Path(poster_dbt_project.project_dir) / poster_dbt_project.target_path, context.op.name)
-    with _env(DB_ENV_VAR, str(store.db_path)):
-        yield from build_with_lock_retry(context, dbt, store.lock_timeout_s)
+    db_path = json.dumps({"db_path": str(store.db_path)})
+    invocation = dbt.cli(["build", "--vars", db_path], context=context, raise_on_error=False)
+    produced = False
+    for event in invocation.stream():
+        produced = True
+        yield event
+    if invocation.is_successful():
+        return
+    error = invocation.get_error() or dg.Failure("dbt build failed")
+    if not produced and _LOCK_HELD in str(error).lower():
+        raise dg.RetryRequested(
+            max_retries=_LOCK_RETRIES, seconds_to_wait=2 ** (context.retry_number + 1)
+        ) from error
+    raise error

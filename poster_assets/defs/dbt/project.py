@@ -1,8 +1,8 @@
-"""The dbt project in ``dbt/`` and its manifest, which definitions need before they load.
+"""The dbt project in ``dbt/`` and its manifest, which the dbt assets need before they load.
 
-``dbt/target`` is not committed, so a fresh clone has no manifest; it is made here with
-``dbt parse`` (a few seconds, no database connection, no network) when it is missing or older than
-any file of the project, under a file lock so parallel processes parse once.
+``dbt/target`` is not committed, so a fresh clone has no manifest. ``dagster dev`` (``make ui``)
+parses the project on start through ``prepare_if_dev``; the CLI and the tests call
+``prepare_manifest`` before they load the definitions.
 """
 
 from __future__ import annotations
@@ -10,12 +10,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from dagster_dbt import DbtCliResource, DbtProject
-from filelock import FileLock
+from dagster_dbt import DbtProject
 
 DBT_PROJECT_DIR = Path(__file__).resolve().parents[3] / "dbt"
 _PROJECT_FILES = ("dbt_project.yml", "profiles.yml", "models", "macros", "tests")
-_PARSE_LOCK_TIMEOUT_S = 300
 
 
 def dbt_executable() -> str:
@@ -24,32 +22,24 @@ def dbt_executable() -> str:
     return str(beside) if beside.exists() else "dbt"
 
 
-def _newest_project_file(project_dir: Path) -> float:
-    newest = 0.0
-    for name in _PROJECT_FILES:
-        path = project_dir / name
-        files = [path] if path.is_file() else (p for p in path.rglob("*") if p.is_file())
-        newest = max([newest, *(f.stat().st_mtime for f in files)])
-    return newest
-
-
 def manifest_is_stale(project: DbtProject) -> bool:
+    """No manifest, or one older than a file of the project."""
     path = project.manifest_path
-    return not path.exists() or path.stat().st_mtime < _newest_project_file(Path(project.project_dir))
-
-
-def ensure_manifest(project: DbtProject) -> Path:
-    """Parse the project unless its manifest is current; returns the manifest's path."""
-    if not manifest_is_stale(project):
-        return project.manifest_path
-    project.manifest_path.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(project.manifest_path.with_suffix(".lock")), timeout=_PARSE_LOCK_TIMEOUT_S):
-        if manifest_is_stale(project):  # another process may have parsed while we waited
-            DbtCliResource(project_dir=project, dbt_executable=dbt_executable()).cli(
-                ["parse", "--quiet"], target_path=project.target_path
-            ).wait()
-    return project.manifest_path
+    if not path.exists():
+        return True
+    built = path.stat().st_mtime
+    roots = [Path(project.project_dir) / name for name in _PROJECT_FILES]
+    files = [f for root in roots for f in ([root] if root.is_file() else root.rglob("*"))]
+    return any(f.is_file() and f.stat().st_mtime > built for f in files)
 
 
 poster_dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR)
-ensure_manifest(poster_dbt_project)
+poster_dbt_project.prepare_if_dev()
+
+
+def prepare_manifest() -> Path:
+    """Parse the project (``dbt parse``: seconds, no database, no network) unless its manifest
+    is current; dagster-dbt's preparer guards against two processes parsing at once."""
+    if manifest_is_stale(poster_dbt_project):
+        poster_dbt_project.preparer.prepare(poster_dbt_project)
+    return poster_dbt_project.manifest_path

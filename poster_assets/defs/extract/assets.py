@@ -1,50 +1,52 @@
 """The four per-poster extractors. Each is a thin loop over the batch's pending posters."""
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import dagster as dg
 import numpy as np
 from PIL import Image
 
-from poster_assets.defs.extract.model_sources import DEPTH_MODELS, FOREGROUND_MODELS, OCR_MODELS, model_key
-from poster_assets.defs.extract.resources import ModelsResource
-from poster_assets.defs.ingest.assets import raw_posters
+from poster_assets.defs.metadata import extraction_metadata, image_markdown
+from poster_assets.defs.models.sources import model_key
 from poster_assets.defs.partitions import batch_partitions
-from poster_assets.defs.previews import extraction_metadata, image_markdown
-from poster_assets.extract import steps
-from poster_assets.extract.runner import (
-    PosterRef,
-    batched,
-    guarded,
-    load_rgb,
-    run_extraction,
-)
-from poster_assets.storage.resource import PosterStore
+from poster_assets.defs.resources import DB_POOL, ModelsResource, PosterStore
+from poster_assets.extract import rows
+from poster_assets.extract.runner import PosterRef, batched, guarded, load_rgb, run_extraction
+from poster_assets.extract.versions import LAYERS_METHOD, current_versions
+from poster_assets.models.dense import DenseEstimator
+from poster_assets.models.hub import Models
+from poster_assets.models.ocr import OCR_MODELS
+from poster_assets.storage.codecs import decode_depth, decode_mask
 from poster_assets.vision.contact_sheet import contact_sheet
 from poster_assets.vision.overlays import depth_colormap, extraction_panel, ocr_tile
 
+RAW_POSTERS = dg.AssetKey("raw_posters")
 _PREVIEW_POSTERS = 6
 
 
-def _progress(context: dg.AssetExecutionContext, asset: str):
+def _progress(context: dg.AssetExecutionContext, asset: str) -> Callable[[int, int], None]:
     return lambda done, total: context.log.info(f"{asset}: {done}/{total} posters")
 
 
-def _refs(store: PosterStore, ids: list[str]) -> list[PosterRef]:
+def _preview_refs(store: PosterStore, ids: list[str]) -> list[PosterRef]:
     if not ids:
         return []
-    rows = store.db.query(
+    found = store.db.query(
         "SELECT DISTINCT poster_id, original_path, file_name FROM raw_posters WHERE poster_id IN ? "
         "AND status = 'ok' ORDER BY file_name",
         [ids[:_PREVIEW_POSTERS]],
     )
-    return [PosterRef(*r) for r in rows]
+    return [PosterRef(*r) for r in found]
 
 
 @dg.asset(
     partitions_def=batch_partitions,
     group_name="extract",
-    deps=[raw_posters, *(model_key(n) for n in OCR_MODELS)],
+    deps=[RAW_POSTERS, *(model_key(n) for n in OCR_MODELS)],
     kinds={"openvino", "duckdb"},
     code_version="ocr-v1",
+    pool=DB_POOL,
 )
 def ocr_text(
     context: dg.AssetExecutionContext, store: PosterStore, models: ModelsResource
@@ -53,10 +55,10 @@ def ocr_text(
     reading order and the model versions that read them."""
     engine = models.ocr()
 
-    def many(refs: list[PosterRef]) -> list[steps.Rows]:
+    def many(refs: list[PosterRef]) -> list[rows.Rows]:
         # Posters of a chunk run concurrently, one OpenVINO stream each.
         found = engine.read_many([load_rgb(store.blobs, r) for r in refs])
-        return [steps.ocr_rows(r, items, engine.version) for r, items in zip(refs, found, strict=True)]
+        return [rows.ocr_rows(r, items, engine.version) for r, items in zip(refs, found, strict=True)]
 
     stats = run_extraction(
         store.db,
@@ -67,17 +69,15 @@ def ocr_text(
         progress=_progress(context, "ocr"),
     )
     extra = {}
-    refs = _refs(store, stats.done_ids)
-    if refs:
+    if refs := _preview_refs(store, stats.done_ids):
         tiles, captions = [], []
         for ref in refs:
-            rgb = load_rgb(store.blobs, ref)
             items = store.db.query(
                 "SELECT box, text FROM ocr_text WHERE poster_id = ? AND model_version = ? "
                 "ORDER BY line_index",
                 [ref.poster_id, engine.version],
             )
-            tiles.append(ocr_tile(rgb, [b for b, _ in items]))
+            tiles.append(ocr_tile(load_rgb(store.blobs, ref), [b for b, _ in items]))
             captions.append(items[0][1] if items else "(no text)")
         extra["preview"] = image_markdown(
             contact_sheet(tiles, captions, columns=6, tile_width=160), "OCR boxes"
@@ -86,76 +86,107 @@ def ocr_text(
     return dg.MaterializeResult(metadata=extraction_metadata(stats, extra))
 
 
-def _dense_asset(kind: str):
-    """depth_maps and foreground_masks share everything but the estimator and what they store."""
-    model_names = DEPTH_MODELS if kind == "depth" else FOREGROUND_MODELS
-    asset_name = "depth_maps" if kind == "depth" else "foreground_masks"
-    doc = (
-        "Relative monocular depth per poster (MiDaS v2.1 small on OpenVINO, or the heuristic "
-        "fallback): a 16-bit PNG (65535 = nearest) plus min/max, histogram and its modes."
-        if kind == "depth"
-        else "Foreground (subject) probability per poster (U²-Netp on OpenVINO, or GrabCut seeded by "
-        "saliency and a border prior): an 8-bit PNG plus area share and bbox."
-    )
+@dataclass(frozen=True)
+class DenseSpec:
+    """What tells depth_maps and foreground_masks apart: an image-to-map network (or its
+    classical fallback), the rows it stores, and how one stored map is drawn in the preview."""
 
+    name: str
+    model: str  # registry name of the network
+    description: str
+    code_version: str
+    estimator: Callable[[Models], DenseEstimator]
+    to_rows: Callable[..., rows.Rows]
+    path_column: str
+    tile: Callable[[np.ndarray, np.ndarray], np.ndarray]  # (poster rgb, stored file path) -> rgb
+
+
+def _depth_tile(rgb: np.ndarray, path) -> np.ndarray:
+    return depth_colormap(decode_depth(path))
+
+
+def _foreground_tile(rgb: np.ndarray, path) -> np.ndarray:
+    prob = decode_mask(path)[..., None]
+    return (rgb.astype(np.float32) * (0.25 + 0.75 * prob)).astype(np.uint8)
+
+
+def dense_asset(spec: DenseSpec) -> dg.AssetsDefinition:
     @dg.asset(
-        name=asset_name,
+        name=spec.name,
         partitions_def=batch_partitions,
         group_name="extract",
-        deps=[raw_posters, *(model_key(n) for n in model_names)],
+        deps=[RAW_POSTERS, model_key(spec.model)],
         kinds={"openvino", "duckdb"},
-        code_version=f"{kind}-v1",
-        description=doc,
+        code_version=spec.code_version,
+        description=spec.description,
+        pool=DB_POOL,
     )
     def _asset(
         context: dg.AssetExecutionContext, store: PosterStore, models: ModelsResource
     ) -> dg.MaterializeResult:
-        estimator = models.depth() if kind == "depth" else models.foreground()
+        estimator = spec.estimator(models)
         if not estimator.neural:
-            context.log.warning(f"{asset_name}: using fallback {estimator.version} ({estimator.reason})")
-        to_rows = steps.depth_rows if kind == "depth" else steps.foreground_rows
+            context.log.warning(f"{spec.name}: using fallback {estimator.version} ({estimator.reason})")
 
-        def many(refs: list[PosterRef]) -> list[steps.Rows]:
+        def many(refs: list[PosterRef]) -> list[rows.Rows]:
             maps = estimator.predict_batch([load_rgb(store.blobs, r) for r in refs])
-            return [to_rows(r, m, estimator.version, store.blobs) for r, m in zip(refs, maps, strict=True)]
+            return [
+                spec.to_rows(r, m, estimator.version, store.blobs) for r, m in zip(refs, maps, strict=True)
+            ]
 
         stats = run_extraction(
             store.db,
-            asset_name,
+            spec.name,
             estimator.version,
             context.partition_key,
             batched(many),
-            progress=_progress(context, kind),
+            progress=_progress(context, spec.name),
         )
         extra: dict = {"neural": estimator.neural}
         if not estimator.neural:
             extra["fallback_reason"] = estimator.reason or ""
-        refs = _refs(store, stats.done_ids)
-        if refs:
-            table = "depth_maps" if kind == "depth" else "foreground_masks"
-            col = "depth_path" if kind == "depth" else "mask_path"
+        if refs := _preview_refs(store, stats.done_ids):
             tiles = []
             for ref in refs:
-                (path,) = store.db.query(
-                    f"SELECT {col} FROM {table} WHERE poster_id = ? AND model_version = ?",
+                ((path,),) = store.db.query(
+                    f"SELECT {spec.path_column} FROM {spec.name} WHERE poster_id = ? AND model_version = ?",
                     [ref.poster_id, estimator.version],
-                )[0]
-                if kind == "depth":
-                    tiles.append(Image.fromarray(depth_colormap(steps.read_depth(store.blobs, path))))
-                else:
-                    rgb = load_rgb(store.blobs, ref).astype(np.float32)
-                    prob = steps.read_mask(store.blobs, path)[..., None]
-                    tiles.append(Image.fromarray((rgb * (0.25 + 0.75 * prob)).astype(np.uint8)))
+                )
+                tiles.append(
+                    Image.fromarray(spec.tile(load_rgb(store.blobs, ref), store.blobs.abspath(path)))
+                )
             extra["preview"] = image_markdown(
-                contact_sheet(tiles, [r.file_name for r in refs], columns=6, tile_width=160), asset_name
+                contact_sheet(tiles, [r.file_name for r in refs], columns=6, tile_width=160), spec.name
             )
         return dg.MaterializeResult(metadata=extraction_metadata(stats, extra))
 
     return _asset
 
 
-depth_maps = _dense_asset("depth")
-foreground_masks = _dense_asset("foreground")
+DEPTH = DenseSpec(
+    name="depth_maps",
+    model="midas-small",
+    description="Relative monocular depth per poster (MiDaS v2.1 small on OpenVINO, or the heuristic "
+    "fallback): a 16-bit PNG (65535 = nearest) plus min/max, histogram and its modes.",
+    code_version="depth-v1",
+    estimator=Models.depth,
+    to_rows=rows.depth_rows,
+    path_column="depth_path",
+    tile=_depth_tile,
+)
+FOREGROUND = DenseSpec(
+    name="foreground_masks",
+    model="u2netp",
+    description="Foreground (subject) probability per poster (U²-Netp on OpenVINO, or GrabCut seeded by "
+    "saliency and a border prior): an 8-bit PNG plus area share and bbox.",
+    code_version="foreground-v1",
+    estimator=Models.foreground,
+    to_rows=rows.foreground_rows,
+    path_column="mask_path",
+    tile=_foreground_tile,
+)
+depth_maps = dense_asset(DEPTH)
+foreground_masks = dense_asset(FOREGROUND)
 
 
 @dg.asset(
@@ -163,7 +194,8 @@ foreground_masks = _dense_asset("foreground")
     group_name="extract",
     deps=[depth_maps, foreground_masks, ocr_text],
     kinds={"scikit-learn", "duckdb"},
-    code_version=steps.LAYERS_METHOD_VERSION,
+    code_version=LAYERS_METHOD,
+    pool=DB_POOL,
 )
 def layer_masks(
     context: dg.AssetExecutionContext, store: PosterStore, models: ModelsResource
@@ -171,39 +203,40 @@ def layer_masks(
     """Depth layers per poster: K from the depth histogram's modes, K-means over depth cleaned
     with SLIC superpixels; the title layer found from the OCR boxes and the subject layer from
     the foreground mask. One row per layer, with the versions of all three inputs."""
+    current = current_versions(models)
     versions = {
-        "depth": models.depth().version,
-        "foreground": models.foreground().version,
-        "ocr": models.ocr_version(),
+        "depth": current.depth,
+        "foreground": current.foreground,
+        "ocr": current.ocr,
+        "layers": current.layers,
     }
-    versions["layers"] = steps.layers_version(versions["depth"], versions["foreground"], versions["ocr"])
     panels: list[Image.Image] = []
 
-    def one(ref: PosterRef) -> steps.Rows:
+    def one(ref: PosterRef) -> rows.Rows:
         found = store.db.query(
             "SELECT d.depth_path, f.mask_path FROM depth_maps d JOIN foreground_masks f USING (poster_id) "
             "WHERE poster_id = ? AND d.model_version = ? AND f.model_version = ?",
-            [ref.poster_id, versions["depth"], versions["foreground"]],
+            [ref.poster_id, current.depth, current.foreground],
         )
         if not found:
             raise LookupError("no depth map or foreground mask at the current model versions")
         ocr = store.db.query(
             "SELECT box, text, confidence FROM ocr_text WHERE poster_id = ? AND model_version = ? "
             "ORDER BY line_index",
-            [ref.poster_id, versions["ocr"]],
+            [ref.poster_id, current.ocr],
         )
         rgb = load_rgb(store.blobs, ref)
-        depth = steps.read_depth(store.blobs, found[0][0])
-        fg = steps.read_mask(store.blobs, found[0][1])
-        layers, title = steps.compute_layers(rgb, depth, fg, [(list(b), t, c) for b, t, c in ocr])
+        depth = decode_depth(store.blobs.abspath(found[0][0]))
+        fg = decode_mask(store.blobs.abspath(found[0][1]))
+        layers, title = rows.compute_layers(rgb, depth, fg, [(list(b), t, c) for b, t, c in ocr])
         if len(panels) < _PREVIEW_POSTERS:
             panels.append(extraction_panel(rgb, depth, layers, title, fg, [b for b, _, _ in ocr]))
-        return steps.layer_rows(ref, layers, title, versions, store.blobs)
+        return rows.layer_rows(ref, layers, title, versions, store.blobs)
 
     stats = run_extraction(
         store.db,
         "layer_masks",
-        versions["layers"],
+        current.layers,
         context.partition_key,
         guarded(one),
         progress=_progress(context, "layers"),

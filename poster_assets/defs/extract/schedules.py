@@ -1,8 +1,8 @@
-"""Keeping extraction current: watch the models, refresh every batch on a schedule.
+"""Keeping extraction current: refresh every batch on a schedule.
 
-Both are off until a person turns them on in the UI (Automation), as Dagster users expect.
-A refresh re-runs each batch; the extractors skip every poster that already has a value at
-the current model version, so only what a model change touched is recomputed.
+Off until a person turns it on in the UI (Automation), as Dagster users expect. A refresh
+re-runs each batch; the extractors skip every poster that already has a value at the current
+model version, so only what a model change touched is recomputed.
 """
 
 import os
@@ -13,21 +13,6 @@ from poster_assets.defs.jobs import batch_job
 from poster_assets.defs.partitions import BATCHES
 
 REFRESH_CRON = os.environ.get("POSTER_ASSETS_REFRESH_CRON", "0 3 * * *")
-MODEL_WATCH_CRON = os.environ.get("POSTER_ASSETS_MODEL_WATCH_CRON", "*/30 * * * *")
-
-observe_models_job = dg.define_asset_job(
-    "observe_models_job",
-    selection=dg.AssetSelection.groups("models", include_sources=True),
-    description="Re-hash the model weights in use; a new hash marks dependent assets stale.",
-)
-
-model_watch_schedule = dg.ScheduleDefinition(
-    name="model_watch_schedule",
-    job=observe_models_job,
-    cron_schedule=MODEL_WATCH_CRON,
-    default_status=dg.DefaultScheduleStatus.STOPPED,
-    description="Observes the models (default every 30 min, POSTER_ASSETS_MODEL_WATCH_CRON).",
-)
 
 
 @dg.schedule(

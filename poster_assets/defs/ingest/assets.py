@@ -2,12 +2,12 @@
 
 import dagster as dg
 
+from poster_assets.defs.metadata import image_markdown, table, thumbnail_sheet
 from poster_assets.defs.partitions import batch_partitions
-from poster_assets.defs.previews import image_markdown, markdown_table, thumbnail_sheet
+from poster_assets.defs.resources import DB_POOL, PosterStore
 from poster_assets.ingest.batches import BatchManifest
 from poster_assets.ingest.decode import DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIDE
 from poster_assets.ingest.ingest import ingest_batch
-from poster_assets.storage.resource import PosterStore
 
 
 class IngestConfig(dg.Config):
@@ -22,6 +22,7 @@ class IngestConfig(dg.Config):
     group_name="ingest",
     kinds={"duckdb", "pillow"},
     code_version="decode-v1",
+    pool=DB_POOL,
 )
 def raw_posters(
     context: dg.AssetExecutionContext, store: PosterStore, config: IngestConfig
@@ -50,7 +51,7 @@ def raw_posters(
         "dagster/row_count": summary.new_rows,
     }
     if summary.quarantined:
-        metadata["quarantine_reasons"] = markdown_table(["file", "reason"], summary.quarantined)
+        metadata["quarantine_reasons"] = table(["file", "reason"], summary.quarantined)
     if summary.thumbnails:
         metadata["preview"] = image_markdown(
             thumbnail_sheet(store.blobs, summary.thumbnails), "batch contact sheet"

@@ -8,9 +8,8 @@ import dagster as dg
 from poster_assets import settings
 from poster_assets.defs.jobs import batch_job
 from poster_assets.defs.partitions import batch_partitions
-from poster_assets.ingest.batches import known_files, new_batch, scan_folder
-from poster_assets.ingest.sidecar import find_sidecar
-from poster_assets.storage.resource import PosterStore
+from poster_assets.defs.resources import PosterStore
+from poster_assets.ingest.batches import plan_batch
 
 # A file still being copied keeps changing; wait until it has been still for this long.
 SETTLE_SECONDS = float(os.environ.get("POSTER_ASSETS_INBOX_SETTLE_S", "5"))
@@ -26,17 +25,15 @@ def inbox_sensor(context: dg.SensorEvaluationContext, store: PosterStore) -> dg.
     inbox = settings.inbox_dir(store.home_path)
     if not inbox.is_dir():
         return dg.SkipReason(f"inbox {inbox} does not exist yet")
-    sidecar = find_sidecar(inbox)
     cutoff = time.time_ns() - int(SETTLE_SECONDS * 1e9)
-    seen = known_files(store.batches_dir)
-    fresh = [e for e in scan_folder(inbox, recursive=True, sidecar=sidecar) if e.key not in seen]
-    settled = [e for e in fresh if e.mtime_ns <= cutoff]
-    if not settled:
-        waiting = f" ({len(fresh)} still settling)" if fresh else ""
+    manifest, settling = plan_batch(
+        store.batches_dir, inbox, recursive=True, prefix="inbox", settled_before_ns=cutoff
+    )
+    if manifest is None:
+        waiting = f" ({settling} still settling)" if settling else ""
         return dg.SkipReason(f"no new files in {inbox}{waiting}")
-    manifest = new_batch(inbox, settled, sidecar, prefix="inbox")
     manifest.save(store.batches_dir)
-    context.log.info(f"{len(settled)} new files → batch {manifest.batch}")
+    context.log.info(f"{len(manifest.files)} new files → batch {manifest.batch}")
     return dg.SensorResult(
         run_requests=[dg.RunRequest(partition_key=manifest.batch, run_key=manifest.batch)],
         dynamic_partitions_requests=[batch_partitions.build_add_request([manifest.batch])],

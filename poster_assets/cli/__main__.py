@@ -1,0 +1,5 @@
+"""``python -m poster_assets.cli``: the same as ``poster-assets``."""
+
+from poster_assets.cli import main
+
+main()

@@ -1,0 +1,132 @@
+"""Getting posters in: the demo corpus, awkward inputs, ingest, run and demo."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from poster_assets.storage.store import Store
+
+
+@click.command("demo-corpus")
+@click.argument("out", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--n", default=200, show_default=True, help="Number of posters.")
+@click.option("--seed", default=0, show_default=True, help="Same seed, same bytes.")
+def demo_corpus(out: Path, n: int, seed: int) -> None:
+    """Generate synthetic posters with a sidecar and ground truth into OUT."""
+    from poster_assets.demo import generate_corpus
+
+    t0 = time.perf_counter()
+    summary = generate_corpus(out, n=n, seed=seed)
+    click.echo(f"{summary.n} posters in {out} ({time.perf_counter() - t0:.1f} s)")
+
+
+@click.command("bad-inputs")
+@click.argument("out", type=click.Path(file_okay=False, path_type=Path))
+def bad_inputs(out: Path) -> None:
+    """Write a folder of broken and awkward image files (and what ingest should say of each)."""
+    from poster_assets.demo.bad_inputs import write_bad_inputs
+
+    expected = write_bad_inputs(out)
+    for name, status in sorted(expected.items()):
+        click.echo(f"{status:<12} {name}")
+
+
+@click.command()
+@click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option(
+    "--sidecar",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="CSV or JSON-lines with file, title, genres, year (default: FOLDER/sidecar.jsonl|csv).",
+)
+@click.option("--recursive/--no-recursive", default=False, show_default=True, help="Descend into subfolders.")
+@click.option("--extract", is_flag=True, help="Also run every extractor on the new batch.")
+def ingest(folder: Path, sidecar: Path | None, recursive: bool, extract: bool) -> None:
+    """Ingest the new files of FOLDER as one batch and materialize raw_posters for it."""
+    from poster_assets.cli import runs
+    from poster_assets.ingest.batches import plan_batch
+
+    store = Store.at()
+    inst = runs.instance()
+    manifest, _ = plan_batch(store.batches_dir, folder, sidecar, recursive, prefix="cli")
+    if manifest is None:
+        click.echo(f"nothing new in {folder}: every file is already in a batch")
+        return
+    runs.register_batch(inst, store, manifest)
+    click.echo(f"batch {manifest.batch}: {len(manifest.files)} files")
+    result = runs.run_batch(inst, manifest.batch, only_raw=not extract)
+    _print_status_counts(store, manifest.batch)
+    if not result.success:
+        raise click.ClickException(f"batch {manifest.batch} failed; see `poster-assets ui` for the run log")
+
+
+@click.command()
+@click.option("--all", "every", is_flag=True, help="Re-run every batch (extractors skip up-to-date posters).")
+def run(every: bool) -> None:
+    """Materialize every batch that has missing assets, then the corpus-wide assets."""
+    from poster_assets.cli import runs
+
+    inst = runs.instance()
+    results = runs.run_pending(inst, every=every, echo=click.echo)
+    failed = [b for b, ok in results if not ok]
+    click.echo(f"{len(results)} run(s), {len(failed)} failed")
+    if failed:
+        raise click.ClickException(f"failed batches: {', '.join(failed)}")
+
+
+@click.command()
+@click.option("--n", default=200, show_default=True, help="Posters in the demo corpus.")
+@click.option("--seed", default=0, show_default=True)
+def demo(n: int, seed: int) -> None:
+    """Generate the demo corpus (once), ingest it and materialize every asset."""
+    from poster_assets.cli import runs
+    from poster_assets.demo import generate_corpus
+    from poster_assets.ingest.batches import plan_batch
+
+    t0 = time.perf_counter()
+    store = Store.at()
+    corpus = store.home_path / "demo_corpus"
+    if not (corpus / "sidecar.jsonl").exists():
+        click.echo(f"generating {n} demo posters in {corpus} …")
+        generate_corpus(corpus, n=n, seed=seed)
+    inst = runs.instance()
+    manifest, _ = plan_batch(store.batches_dir, corpus, None, recursive=False, prefix="cli")
+    if manifest is not None:
+        runs.register_batch(inst, store, manifest)
+        click.echo(f"new batch {manifest.batch}: {len(manifest.files)} files")
+    results = runs.run_pending(inst, echo=click.echo)
+    failed = [b for b, ok in results if not ok]
+    _, counts = _run_sql(store, "SELECT status, count(*) FROM raw_posters GROUP BY ALL ORDER BY 1")
+    click.echo("")
+    click.echo("posters: " + ", ".join(f"{n} {status}" for status, n in counts))
+    click.echo(f"database: {store.db_path}")
+    click.echo(f"took {time.perf_counter() - t0:.0f} s")
+    click.echo('query:    .venv/bin/poster-assets sql "SELECT * FROM raw_posters LIMIT 5"')
+    click.echo("UI:       make ui   (then open http://127.0.0.1:3000)")
+    if failed:
+        raise click.ClickException(f"failed batches: {', '.join(failed)}")
+
+
+def _run_sql(store: Store, query: str) -> tuple[list[str], list[tuple[Any, ...]]]:
+    from poster_assets.storage.readonly_sql import run_readonly
+
+    return run_readonly(store.db, query)
+
+
+def _print_status_counts(store: Store, batch: str) -> None:
+    counts = store.db.query(
+        "SELECT status, count(*) FROM raw_posters WHERE batch = ? GROUP BY ALL ORDER BY 1", [batch]
+    )
+    click.echo(", ".join(f"{n} {status}" for status, n in counts) or "no new rows")
+    bad = store.db.query(
+        "SELECT file_name, reason FROM raw_posters WHERE batch = ? AND status = 'quarantined' ORDER BY 1",
+        [batch],
+    )
+    for name, reason in bad:
+        click.echo(f"  quarantined {name}: {reason}")
+
+
+COMMANDS = [demo_corpus, bad_inputs, ingest, run, demo]

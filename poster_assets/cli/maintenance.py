@@ -1,0 +1,71 @@
+"""Keeping a home folder in shape: gc, train-encoder and the Dagster UI."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import click
+
+from poster_assets.cli.output import format_table
+from poster_assets.storage.store import Store
+
+# The repository root, where workspace.yaml is (this file is poster_assets/cli/maintenance.py).
+_ROOT = Path(__file__).resolve().parents[2]
+
+
+@click.command()
+@click.option("--dry-run", is_flag=True, help="Only say what would be removed.")
+def gc(dry_run: bool) -> None:
+    """Remove rows and files made by model versions that are no longer current."""
+    from poster_assets.extract.gc import collect_garbage
+    from poster_assets.extract.versions import current_versions
+    from poster_assets.models.hub import Models
+
+    store = Store.at()
+    current = current_versions(Models(store.models_dir))
+    report = collect_garbage(store.db, store.blobs, current, dry_run=dry_run)
+    rows = [(table, version, n) for (table, version), n in sorted(report.rows.items())]
+    if not rows:
+        click.echo("nothing to remove: every value is at its current model version")
+        return
+    click.echo(format_table(["table", "old version", "rows"], rows, 70))
+    verb = "would remove" if dry_run else "removed"
+    click.echo(f"{verb} {sum(report.rows.values())} rows and {report.files} files")
+
+
+@click.command("train-encoder")
+@click.option("--steps", type=click.IntRange(min=1), help="Training steps (default: the asset's, 300).")
+def train_encoder(steps: int | None) -> None:
+    """Train the SSL encoder on every labelled poster and make it the current one (ssl_job).
+
+    Then `poster-assets run --all` adds the `ssl` embeddings and index (`search --kind ssl`).
+    """
+    from poster_assets.cli import runs
+    from poster_assets.models.hub import Models
+
+    inst = runs.instance()
+    click.echo("training the SSL encoder (minutes on a CPU) …")
+    result = runs.run_ssl(inst, steps)
+    if not result.success:
+        raise click.ClickException("training failed; see `poster-assets ui` for the run log")
+    encoder = Models(Store.at().models_dir).ssl_encoder()
+    if encoder is None:
+        raise click.ClickException("training ran, but no healthy encoder was made current (see the run log)")
+    click.echo(f"current encoder: {encoder.version} ({encoder.ir_path})")
+    click.echo("next: `poster-assets run --all` embeds every poster with it")
+
+
+@click.command()
+@click.option("--port", default=3000, show_default=True)
+def ui(port: int) -> None:
+    """Start the Dagster UI on the same instance the CLI uses."""
+    from poster_assets.cli import runs
+
+    runs.instance()
+    # `main` put the venv's bin folder first on PATH, so `dagster` and the processes it starts
+    # (webserver, code server, dbt) are the venv's even when the venv is not activated.
+    os.execvp("dagster", ["dagster", "dev", "-w", str(_ROOT / "workspace.yaml"), "-p", str(port)])
+
+
+COMMANDS = [gc, train_encoder, ui]

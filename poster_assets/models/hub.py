@@ -1,0 +1,106 @@
+"""The one way every model is loaded: ``Models(models_dir)``.
+
+Each family (PP-OCR, depth, foreground, EfficientNet-Lite0, the trained SSL encoder) is built
+from its registry entry once per process, models folder and *stamp*: the stamp changes when
+weights are pulled or replaced, the user manifest is edited or a new encoder is promoted, so a
+long-lived code server picks up a model change without a restart, and a stale runner never
+labels new values. Callers that only need to know which values are current ask for versions,
+which never compile a network.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+from poster_assets import settings
+from poster_assets.models.depth import DepthEstimator
+from poster_assets.models.efficientnet_lite import EfficientNetLite0Embedder, efficientnet_version
+from poster_assets.models.foreground import ForegroundSegmenter
+from poster_assets.models.ocr import OcrEngine, ocr_version
+from poster_assets.models.ssl_encoder import POINTER, SslEmbedder, SslEncoder, current_encoder, ssl_dir
+
+_Stamp = tuple[tuple[str, int, int], ...]
+
+
+def _stamp(models_dir: Path) -> _Stamp:
+    files = [p for p in (models_dir.iterdir() if models_dir.is_dir() else ()) if p.is_file()]
+    files.append(ssl_dir(models_dir) / POINTER)
+    return tuple(sorted((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in files if p.is_file()))
+
+
+@functools.lru_cache(maxsize=4)
+def _ocr(models_dir: Path, stamp: _Stamp) -> OcrEngine:
+    return OcrEngine(models_dir)
+
+
+@functools.lru_cache(maxsize=4)
+def _depth(models_dir: Path, stamp: _Stamp) -> DepthEstimator:
+    return DepthEstimator(models_dir)
+
+
+@functools.lru_cache(maxsize=4)
+def _foreground(models_dir: Path, stamp: _Stamp) -> ForegroundSegmenter:
+    return ForegroundSegmenter(models_dir)
+
+
+@functools.lru_cache(maxsize=2)
+def _efficientnet(models_dir: Path, stamp: _Stamp) -> EfficientNetLite0Embedder:
+    return EfficientNetLite0Embedder(models_dir)
+
+
+@functools.lru_cache(maxsize=2)
+def _ssl_embedder(ir_path: Path) -> SslEmbedder:
+    # IR folders are named by the checkpoint's hash, so a path always holds the same encoder.
+    return SslEmbedder(ir_path)
+
+
+class Models:
+    """Registry-backed runners of one models folder (default ``<POSTER_ASSETS_HOME>/models``:
+    pulled weights, the user manifest, converted IRs, trained encoders, the OpenVINO cache)."""
+
+    def __init__(self, models_dir: str | Path | None = None) -> None:
+        self._path = Path(models_dir).expanduser().resolve() if models_dir else settings.models_dir()
+
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    def ocr(self) -> OcrEngine:
+        return _ocr(self.path, _stamp(self.path))
+
+    def depth(self) -> DepthEstimator:
+        return _depth(self.path, _stamp(self.path))
+
+    def foreground(self) -> ForegroundSegmenter:
+        return _foreground(self.path, _stamp(self.path))
+
+    def efficientnet(self) -> EfficientNetLite0Embedder:
+        return _efficientnet(self.path, _stamp(self.path))
+
+    def ssl_encoder(self) -> SslEncoder | None:
+        """The promoted encoder, or None before the first one."""
+        return current_encoder(self.path)
+
+    def ssl_embedder(self, encoder: SslEncoder) -> SslEmbedder:
+        net = _ssl_embedder(encoder.ir_path)
+        if net.version != encoder.version:
+            raise RuntimeError(f"{encoder.ir_path} is {net.version}, but {POINTER} says {encoder.version}")
+        return net
+
+    # Versions without loading a network: for deciding what is current and what is stale.
+    def ocr_version(self) -> str:
+        return ocr_version(self.path)
+
+    def depth_version(self) -> str:
+        return self.depth().version  # cheap: the fallback or a verified file, compiled once
+
+    def foreground_version(self) -> str:
+        return self.foreground().version
+
+    def efficientnet_version(self) -> str:
+        return efficientnet_version(self.path)
+
+    def ssl_version(self) -> str | None:
+        encoder = self.ssl_encoder()
+        return encoder.version if encoder else None
