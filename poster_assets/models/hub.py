@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
+from typing import TypeVar
 
 from poster_assets import settings
 from poster_assets.models.depth import DepthEstimator
@@ -29,24 +30,12 @@ def _stamp(models_dir: Path) -> _Stamp:
     return tuple(sorted((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in files if p.is_file()))
 
 
-@functools.lru_cache(maxsize=4)
-def _ocr(models_dir: Path, stamp: _Stamp) -> OcrEngine:
-    return OcrEngine(models_dir)
+_Runner = TypeVar("_Runner", OcrEngine, DepthEstimator, ForegroundSegmenter, EfficientNetLite0Embedder)
 
 
-@functools.lru_cache(maxsize=4)
-def _depth(models_dir: Path, stamp: _Stamp) -> DepthEstimator:
-    return DepthEstimator(models_dir)
-
-
-@functools.lru_cache(maxsize=4)
-def _foreground(models_dir: Path, stamp: _Stamp) -> ForegroundSegmenter:
-    return ForegroundSegmenter(models_dir)
-
-
-@functools.lru_cache(maxsize=2)
-def _efficientnet(models_dir: Path, stamp: _Stamp) -> EfficientNetLite0Embedder:
-    return EfficientNetLite0Embedder(models_dir)
+@functools.lru_cache(maxsize=16)
+def _runner(family: type[_Runner], models_dir: Path, stamp: _Stamp) -> _Runner:
+    return family(models_dir)
 
 
 @functools.lru_cache(maxsize=2)
@@ -67,16 +56,16 @@ class Models:
         return self._path
 
     def ocr(self) -> OcrEngine:
-        return _ocr(self.path, _stamp(self.path))
+        return _runner(OcrEngine, self.path, _stamp(self.path))
 
     def depth(self) -> DepthEstimator:
-        return _depth(self.path, _stamp(self.path))
+        return _runner(DepthEstimator, self.path, _stamp(self.path))
 
     def foreground(self) -> ForegroundSegmenter:
-        return _foreground(self.path, _stamp(self.path))
+        return _runner(ForegroundSegmenter, self.path, _stamp(self.path))
 
     def efficientnet(self) -> EfficientNetLite0Embedder:
-        return _efficientnet(self.path, _stamp(self.path))
+        return _runner(EfficientNetLite0Embedder, self.path, _stamp(self.path))
 
     def ssl_encoder(self) -> SslEncoder | None:
         """The promoted encoder, or None before the first one."""

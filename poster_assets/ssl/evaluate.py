@@ -137,9 +137,9 @@ def default_methods(
     if ssl_embedder is not None:
         methods["ssl"] = ssl_embedder.embed
     if imagenet:
-        from poster_assets.models.efficientnet_lite import EfficientNetLite0Embedder
+        from poster_assets.models.hub import Models
 
-        methods["imagenet"] = EfficientNetLite0Embedder(models_dir).embed
+        methods["imagenet"] = Models(models_dir).efficientnet().embed
     methods["pixels"] = lambda ims: np.stack([raw_pixel_embedding(im) for im in ims])
     return methods
 

@@ -93,6 +93,7 @@ def _release_after_dbt_met_the_lock(conn: duckdb.DuckDBPyConnection, since: floa
     conn.close()
 
 
+@pytest.mark.slow
 def test_models_retry_on_the_lock_and_have_one_row_per_ok_poster_at_current_versions(
     sql_store: PosterStore, instance, extracted: tuple[Path, Path]
 ) -> None:
@@ -200,6 +201,7 @@ def test_models_retry_on_the_lock_and_have_one_row_per_ok_poster_at_current_vers
     assert not new["is_current_version"] and new["current_for_posters"] == 0
 
 
+@pytest.mark.slow
 def test_broken_rows_fail_the_right_dbt_tests(sql_store: PosterStore, instance) -> None:
     with sql_store.db.transaction() as conn:
         # A second subject layer for one poster at the current version ...
@@ -230,6 +232,7 @@ def test_broken_rows_fail_the_right_dbt_tests(sql_store: PosterStore, instance) 
     )
 
 
+@pytest.mark.slow
 def test_manifest_is_prepared_when_missing_or_stale(tmp_path: Path) -> None:
     project_dir = tmp_path / "dbt"
     shutil.copytree(DBT_PROJECT_DIR, project_dir, ignore=shutil.ignore_patterns("target", "logs"))

@@ -12,6 +12,9 @@ from poster_assets.defs.resources import ModelsResource, PosterStore
 from poster_assets.demo import generate_corpus
 from poster_assets.ingest.batches import plan_batch
 
+# Runs PP-OCR and the fallbacks on generated posters.
+pytestmark = pytest.mark.slow
+
 ASSETS = [raw_posters, ocr_text, depth_maps, foreground_masks, layer_masks]
 EXTRACTORS = ["ocr_text", "depth_maps", "foreground_masks", "layer_masks"]
 

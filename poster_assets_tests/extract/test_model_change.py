@@ -6,6 +6,7 @@ import shutil
 from pathlib import Path
 
 import dagster as dg
+import pytest
 
 from poster_assets.defs.extract.schedules import refresh_schedule
 from poster_assets.defs.partitions import BATCHES
@@ -15,6 +16,9 @@ from poster_assets.ingest.batches import plan_batch
 from poster_assets.models import weights as model_store
 from poster_assets.models.registry import get_spec
 from poster_assets.storage.files import file_sha256
+
+# Runs PP-OCR twice through Dagster.
+pytestmark = pytest.mark.slow
 
 EXTRACTORS = ["ocr_text", "depth_maps", "foreground_masks", "layer_masks"]
 

@@ -18,6 +18,9 @@ from poster_assets.models.depth import DepthEstimator
 from poster_assets.models.foreground import ForegroundSegmenter
 from poster_assets.models.registry import IMAGENET_MEAN, IMAGENET_STD
 
+# Exports tiny networks with torch and runs them on OpenVINO.
+pytestmark = pytest.mark.slow
+
 _C = 1.0 / 3.0
 
 

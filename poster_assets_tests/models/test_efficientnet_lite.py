@@ -17,6 +17,9 @@ from poster_assets.models.efficientnet_lite import (
 from poster_assets.search.quality import near_duplicate_recall
 from poster_assets_tests.images import sample_images
 
+# Converts and runs the real EfficientNet-Lite0.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="session")
 def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:

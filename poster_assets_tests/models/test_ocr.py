@@ -17,6 +17,9 @@ from poster_assets.models import weights
 from poster_assets.models.ocr import OcrEngine, insert_word_gaps, ocr_version, pool_shape, reading_order
 from poster_assets.models.registry import get_spec
 
+# Runs the real PP-OCR models.
+pytestmark = pytest.mark.slow
+
 _FONT = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans-Bold.ttf"
 TITLE = "MIDNIGHT HARBOR"
 

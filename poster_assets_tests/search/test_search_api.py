@@ -21,6 +21,9 @@ from poster_assets.search.api import SearchError, SearchHit, search
 from poster_assets.search.evaluate import evaluate_retrieval
 from poster_assets_tests.search import _pipeline as P
 
+# Runs EfficientNet-Lite0 on OpenVINO.
+pytestmark = pytest.mark.slow
+
 N = P.N_POSTERS
 
 

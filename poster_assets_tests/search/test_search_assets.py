@@ -26,6 +26,9 @@ from poster_assets.search.sync import index_dir, sync_index
 from poster_assets.storage.readonly_sql import run_readonly
 from poster_assets_tests.search import _pipeline as P
 
+# Runs EfficientNet-Lite0 on OpenVINO.
+pytestmark = pytest.mark.slow
+
 N = P.N_POSTERS
 
 
