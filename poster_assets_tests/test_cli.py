@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -47,6 +48,7 @@ def test_ingest_then_query(ingested: Path) -> None:
         ("COPY (SELECT 1) TO 'out.csv'", "not COPY"),
         ("SELECT 1; DROP TABLE raw_posters", "exactly one statement"),
         ("SELECT * FROM read_csv('/etc/passwd')", "Permission"),
+        ("CREATE TEMP TABLE t AS PIVOT raw_posters ON status USING count(*)", "not CREATE"),
     ],
 )
 def test_sql_refuses_writes(ingested: Path, query: str, message: str) -> None:
@@ -55,6 +57,26 @@ def test_sql_refuses_writes(ingested: Path, query: str, message: str) -> None:
     assert message in out.output
     count = CliRunner().invoke(main, ["sql", "SELECT count(*) AS n FROM raw_posters", "--format", "csv"])
     assert count.output.splitlines()[1] == "16"
+
+
+def test_sql_pivots_and_hides_the_engine_settings(ingested: Path) -> None:
+    out = CliRunner().invoke(
+        main, ["sql", "PIVOT (SELECT status FROM raw_posters) ON status USING count(*)", "--format", "json"]
+    )
+    assert out.exit_code == 0, out.output
+    assert json.loads(out.output) == [{"duplicate": 1, "ok": 10, "quarantined": 5}]
+    settings = CliRunner().invoke(main, ["sql", "SELECT name, value FROM duckdb_settings()"])
+    assert settings.exit_code != 0 and "not available here" in settings.output
+    assert "memory_limit" not in settings.output
+
+
+def test_sql_stops_a_long_query_and_says_how_to_raise_the_limit(ingested: Path) -> None:
+    t0 = time.monotonic()
+    out = CliRunner().invoke(main, ["sql", "SELECT count(*) FROM range(1000000000000)", "--timeout", "1"])
+    assert out.exit_code != 0 and time.monotonic() - t0 < 15
+    assert "ran for more than 1 s and was stopped" in out.output and "--timeout" in out.output
+    too_long = CliRunner().invoke(main, ["sql", "SELECT 1", "--timeout", "600"])
+    assert too_long.exit_code != 0 and "at most 50 s" in too_long.output
 
 
 def test_sql_without_database_says_what_to_do(home: Path) -> None:

@@ -1,10 +1,11 @@
 """``poster-assets``: the command line for people and for ``make demo``.
 
 The commands live by domain: ``ingest`` (demo-corpus, bad-inputs, ingest, run, demo),
-``models`` (the registry), ``query`` (sql, evaluate, search, search-quality) and
-``maintenance`` (gc, train-encoder, ui); ``runs`` materializes assets on the Dagster instance
-the UI shows, and ``output`` prints tables. Heavy modules (Dagster, OpenVINO, torch) are
-imported inside the commands that need them, so ``--help`` stays quick.
+``batches`` (list, retry, abandon), ``models`` (the registry), ``query`` (sql, evaluate,
+search, search-quality), ``indexes`` (rebuild-index) and ``maintenance`` (gc, train-encoder,
+ui); ``runs`` materializes assets on the Dagster instance the UI shows, and ``output`` prints
+tables. Heavy modules (Dagster, OpenVINO, torch) are imported inside the commands that need
+them, so ``--help`` stays quick.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import click
 
-from poster_assets.cli import ingest, maintenance, models, query
+from poster_assets.cli import batches, indexes, ingest, maintenance, models, query
 
 
 def venv_bin_first_on_path() -> None:
@@ -36,7 +37,7 @@ def main() -> None:
     venv_bin_first_on_path()
 
 
-for _module in (ingest, models, query, maintenance):
+for _module in (ingest, batches, models, query, indexes, maintenance):
     for _command in _module.COMMANDS:
         main.add_command(_command)
 

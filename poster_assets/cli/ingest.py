@@ -29,10 +29,11 @@ def demo_corpus(out: Path, n: int, seed: int) -> None:
 def bad_inputs(out: Path) -> None:
     """Write a folder of broken and awkward image files (and what ingest should say of each)."""
     from poster_assets.demo.bad_inputs import write_bad_inputs
+    from poster_assets.ingest.names import printable
 
-    expected = write_bad_inputs(out)
+    expected = write_bad_inputs(out, extended=True)
     for name, status in sorted(expected.items()):
-        click.echo(f"{status:<12} {name}")
+        click.echo(f"{status:<12} {printable(name)}")
 
 
 @click.command()
@@ -43,9 +44,18 @@ def bad_inputs(out: Path) -> None:
     help="CSV or JSON-lines with file, title, genres, year (default: FOLDER/sidecar.jsonl|csv).",
 )
 @click.option("--recursive/--no-recursive", default=False, show_default=True, help="Descend into subfolders.")
-@click.option("--extract", is_flag=True, help="Also run every extractor on the new batch.")
+@click.option(
+    "--extract", is_flag=True, help="Also run every extractor on the new batch, then the indexes and marts."
+)
 def ingest(folder: Path, sidecar: Path | None, recursive: bool, extract: bool) -> None:
-    """Ingest the new files of FOLDER as one batch and materialize raw_posters for it."""
+    """Ingest the new files of FOLDER as one batch and materialize raw_posters for it.
+
+    When no file is new, it says which batches hold them and what is left to do in each.
+    Exit status: 0 when the batch was ingested, or every file already sits in a batch that is
+    complete, running, or ingested (without --extract); 1 when the run failed, or nothing was
+    new and the files sit in a batch that is planned, failed, or (with --extract) not
+    extracted yet: `poster-assets batches retry BATCH` finishes it.
+    """
     from poster_assets.cli import runs
     from poster_assets.ingest.batches import plan_batch
 
@@ -53,14 +63,33 @@ def ingest(folder: Path, sidecar: Path | None, recursive: bool, extract: bool) -
     inst = runs.instance()
     manifest, _ = plan_batch(store.batches_dir, folder, sidecar, recursive, prefix="cli")
     if manifest is None:
+        from poster_assets.cli.batches import explain_known_folder
+
         click.echo(f"nothing new in {folder}: every file is already in a batch")
+        undone = explain_known_folder(inst, store, folder, recursive, extract)
+        if undone:
+            names = " ".join(s.batch for s in undone)
+            raise click.ClickException(
+                f"nothing ingested: the files sit in unfinished batch(es) {names}; "
+                f"`poster-assets batches retry {names}` finishes them"
+            )
         return
     runs.register_batch(inst, store, manifest)
     click.echo(f"batch {manifest.batch}: {len(manifest.files)} files")
     result = runs.run_batch(inst, manifest.batch, only_raw=not extract)
     _print_status_counts(store, manifest.batch)
     if not result.success:
-        raise click.ClickException(f"batch {manifest.batch} failed; see `poster-assets ui` for the run log")
+        raise click.ClickException(
+            f"batch {manifest.batch} failed; `poster-assets batches list` says where, "
+            f"`poster-assets batches retry {manifest.batch}` finishes it"
+        )
+    if extract:
+        # Extracted posters belong in the indexes and marts too: the corpus follows the batch.
+        click.echo("materializing corpus-wide assets (indexes, dbt models) …")
+        if not runs.run_corpus(inst).success:
+            raise click.ClickException(
+                "the corpus-wide assets failed; see `poster-assets ui` for the run log"
+            )
 
 
 @click.command()
@@ -117,6 +146,13 @@ def _run_sql(store: Store, query: str) -> tuple[list[str], list[tuple[Any, ...]]
 
 
 def _print_status_counts(store: Store, batch: str) -> None:
+    """Status counts of the batch's rows, then everything a person should look at: quarantined
+    files, sidecar values dropped and sidecar lines skipped, paths the scan skipped, and files of
+    the manifest that have no row (none, unless ingest failed)."""
+    from poster_assets.ingest.batches import BatchManifest
+    from poster_assets.ingest.names import db_text, printable
+    from poster_assets.ingest.sidecar import read_sidecar
+
     counts = store.db.query(
         "SELECT status, count(*) FROM raw_posters WHERE batch = ? GROUP BY ALL ORDER BY 1", [batch]
     )
@@ -126,7 +162,30 @@ def _print_status_counts(store: Store, batch: str) -> None:
         [batch],
     )
     for name, reason in bad:
-        click.echo(f"  quarantined {name}: {reason}")
+        click.echo(f"  quarantined {printable(name)}: {printable(reason or '')}")
+    dropped = store.db.query(
+        "SELECT file_name, sidecar_error FROM raw_posters "
+        "WHERE batch = ? AND sidecar_error IS NOT NULL ORDER BY 1",
+        [batch],
+    )
+    for name, error in dropped:
+        click.echo(f"  sidecar values dropped for {printable(name)}: {printable(error)}")
+    try:
+        manifest = BatchManifest.load(store.batches_dir, batch)
+    except FileNotFoundError:
+        return
+    if manifest.sidecar:
+        for where, problem in read_sidecar(Path(manifest.sidecar)).problems:
+            click.echo(f"  sidecar {printable(where)}: {printable(problem)}")
+    for skipped in manifest.skipped:
+        click.echo(f"  skipped {printable(skipped.path)}: {printable(skipped.reason)}")
+    uris = [db_text(f.path) for f in manifest.files]
+    have = {r[0] for r in store.db.query("SELECT source_uri FROM raw_posters WHERE source_uri IN ?", [uris])}
+    missing = [uri for uri in uris if uri not in have]
+    if missing:
+        click.echo(f"  {len(missing)} of {len(manifest.files)} files have no row in raw_posters:")
+        for uri in missing[:20]:
+            click.echo(f"    {printable(uri)}")
 
 
 COMMANDS = [demo_corpus, bad_inputs, ingest, run, demo]

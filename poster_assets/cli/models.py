@@ -19,14 +19,28 @@ def _status_rows(statuses) -> list[tuple[str, ...]]:
     return [(s.spec.name, s.spec.task, s.spec.version, s.state, s.in_use, s.reason or "") for s in statuses]
 
 
+def _echo_converted(statuses) -> None:
+    """The models converted here (OpenVINO IR folders) and whether their files match the
+    sha256 recorded when they were written."""
+    if not statuses:
+        return
+    root = settings.models_dir()
+    rows = [(str(s.path.relative_to(root)), s.state, s.reason) for s in statuses]
+    click.echo("")
+    click.echo(format_table(["converted", "status", "why"], rows, 150))
+
+
 @models.command("list")
 def models_list() -> None:
-    """Each registered model with its status (present / missing / fallback in use)."""
+    """Each registered model with its status (present / missing / fallback in use), and each
+    converted model (OpenVINO IR written here) with whether it matches its recorded sha256."""
+    from poster_assets.models.artifacts import verify_converted
     from poster_assets.models.registry import list_specs
     from poster_assets.models.weights import model_status
 
     statuses = [model_status(spec, settings.models_dir()) for spec in list_specs(settings.models_dir())]
     click.echo(format_table(_COLUMNS, _status_rows(statuses), 60))
+    _echo_converted(verify_converted(settings.models_dir(), rehash=False))
 
 
 @models.command("pull")
@@ -46,13 +60,24 @@ def models_pull(name: str, timeout: float) -> None:
 
 @models.command("verify")
 def models_verify() -> None:
-    """Re-hash every model file that is present."""
+    """Re-hash every model file that is present, and every converted model (OpenVINO IR written
+    here: EfficientNet-Lite0, the SSL encoder) against the sha256 recorded when it was written."""
+    from poster_assets.models.artifacts import verify_converted
     from poster_assets.models.weights import verify
 
     statuses = verify(settings.models_dir())
     click.echo(format_table(_COLUMNS, _status_rows(statuses), 60))
+    converted = verify_converted(settings.models_dir())
+    _echo_converted(converted)
+    problems = []
     if any(s.sha256_ok is False for s in statuses):
-        raise click.ClickException("some model files do not match their pinned sha256")
+        problems.append("some model files do not match their pinned sha256")
+    if changed := [s for s in converted if s.state == "changed"]:
+        problems.append(
+            f"{len(changed)} converted model(s) do not match the sha256 recorded when they were written"
+        )
+    if problems:
+        raise click.ClickException("; ".join(problems))
 
 
 COMMANDS = [models]

@@ -18,13 +18,23 @@ from poster_assets.storage.store import Store
 @click.option(
     "--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True
 )
-def sql(query: str, fmt: str) -> None:
-    """Run one read-only SELECT on the poster database."""
+@click.option(
+    "--timeout",
+    "timeout_s",
+    type=float,
+    default=None,
+    help="Stop the query after this many seconds (default $POSTER_ASSETS_SQL_TIMEOUT_S, else 30; at most "
+    "50): while it runs it holds the database file, which writers wait at most 60 s for.",
+)
+def sql(query: str, fmt: str, timeout_s: float | None) -> None:
+    """Run one read-only SELECT on the poster database (memory capped by
+    $POSTER_ASSETS_SQL_MEMORY_LIMIT, default 2GB)."""
+    from poster_assets.storage.database import DatabaseBusyError
     from poster_assets.storage.readonly_sql import ReadOnlySqlError, run_readonly
 
     try:
-        columns, rows = run_readonly(Store.at().db, query)
-    except (ReadOnlySqlError, FileNotFoundError) as exc:
+        columns, rows = run_readonly(Store.at().db, query, timeout_s=timeout_s)
+    except (ReadOnlySqlError, FileNotFoundError, DatabaseBusyError) as exc:
         raise click.ClickException(str(exc)) from None
     emit(columns, rows, fmt)
 
@@ -60,7 +70,8 @@ def evaluate(details: bool) -> None:
 @click.option(
     "--image",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Any image file; an ingested poster's own copy is normally its top hit.",
+    help="Any image file; the poster it is a copy of (same file, or resized, recompressed, slightly "
+    "cropped) comes first.",
 )
 @click.option("--kind", type=click.Choice(ALL_KINDS), default="foreground", show_default=True)
 @click.option("--k", default=10, show_default=True, help="Number of hits.")
@@ -77,8 +88,10 @@ def search(
     """Posters most similar to an ingested poster (--poster-id) or to an image file (--image).
 
     Similarity is the cosine of the KIND embeddings: foreground (the subject crop), poster
-    (the whole poster) or pixels (a raw-pixel baseline). Needs the indexes that
-    `poster-assets run` builds.
+    (the whole poster) or pixels (a raw-pixel baseline). For --image, the stored poster it is a
+    copy of ranks first whatever the kind: the same file (match "exact", score 1), then the same
+    picture resized, recompressed or slightly cropped ("near-duplicate"), then the KIND ranking
+    ("similar"). Needs the indexes that `poster-assets run` builds.
     """
     from poster_assets.search import api
 
@@ -89,21 +102,24 @@ def search(
         hits = api.search(query_poster_id=poster_id, image_path=image, kind=kind, k=k, store=store)
     except api.SearchError as exc:
         raise click.ClickException(str(exc)) from None
-    columns = ["rank", "score", "title", "genres", "file", "poster_id"]
+    columns = ["rank", "score", "match", "title", "genres", "file", "poster_id"]
     if fmt == "json":
         rows = [
-            (i, round(h.score, 4), h.title, h.genres, h.file_name, h.poster_id)
+            (i, round(h.score, 4), h.match, h.title, h.genres, h.file_name, h.poster_id)
+            + (None if h.duplicate_similarity is None else round(h.duplicate_similarity, 4),)
             for i, h in enumerate(hits, start=1)
         ]
-        emit(columns, rows, "json")
+        emit([*columns, "duplicate_similarity"], rows, "json")
     else:
         rows = [
-            (i, f"{h.score:.3f}", h.title, ", ".join(h.genres), h.file_name, h.poster_id[:12])
+            (i, f"{h.score:.3f}", _match_cell(h), h.title, ", ".join(h.genres), h.file_name, h.poster_id[:12])
             for i, h in enumerate(hits, start=1)
         ]
         click.echo(format_table(columns, rows))
         if poster_id is not None:
             click.echo("(the query poster itself is not listed)")
+        for match in dict.fromkeys(h.match for h in hits if h.match != "similar"):
+            click.echo(f"{match}: {api.MATCHES[match]}; ranked before the similar posters")
     if html_out is not None:
         from poster_assets.search.html import write
 
@@ -111,6 +127,13 @@ def search(
         label = str(image) if image is not None else f"poster {poster_id}"
         write(html_out, hits, f"Posters like {label}", f"{kind} embedding, top {k}", query)
         click.echo(f"contact sheet: {html_out}", err=fmt == "json")
+
+
+def _match_cell(hit) -> str:
+    """How a hit matched, with the whole-image similarity that made it a near-duplicate."""
+    if hit.match == "near-duplicate" and hit.duplicate_similarity is not None:
+        return f"near-duplicate ({hit.duplicate_similarity:.3f})"
+    return hit.match
 
 
 @click.command("search-quality")

@@ -12,12 +12,23 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import click
 import dagster as dg
 import yaml
 
 from poster_assets import settings
 from poster_assets.defs.partitions import BATCHES
+from poster_assets.ingest.batch_state import (
+    EXTRACTORS,
+    RAW_ASSET,
+    BatchState,
+    RunFacts,
+    decide_state,
+    manifest_names,
+    storage_facts,
+)
 from poster_assets.ingest.batches import BatchManifest
+from poster_assets.storage.files import STALE_TEMP_AGE_S, SweepReport, sweep_temporaries
 from poster_assets.storage.store import Store
 
 if TYPE_CHECKING:
@@ -77,12 +88,13 @@ def ensure_instance_config(path: Path) -> bool:
 def instance() -> dg.DagsterInstance:
     """The persistent instance under ``$DAGSTER_HOME`` (default ``<home>/dagster``), its
     ``dagster.yaml`` holding the settings the project ships, with runs a killed process left
-    behind marked failed."""
+    behind marked failed and the stale temporaries it left under the home folder removed."""
     home = Path(os.environ.setdefault("DAGSTER_HOME", str(settings.dagster_home())))
     home.mkdir(parents=True, exist_ok=True)
     ensure_instance_config(home / "dagster.yaml")
     inst = dg.DagsterInstance.get()
     fail_orphaned_runs(inst)
+    sweep_leftovers()
     return inst
 
 
@@ -190,12 +202,197 @@ def run_pending(
     for batch in pending_batches(inst, every):
         echo(f"materializing batch {batch} …")
         results.append((batch, run_batch(inst, batch).success))
-    if results or every or not _corpus_materialized(inst):
-        echo("materializing corpus-wide assets (indexes, dbt models) …")
+    stale = stale_corpus_assets(inst)
+    if results or every or stale:
+        why = f" ({', '.join(k.to_user_string() for k in stale[:4])}{' …' if len(stale) > 4 else ''} stale)"
+        echo(f"materializing corpus-wide assets (indexes, dbt models){why if stale else ''} …")
         results.append(("corpus", run_corpus(inst).success))
     return results
 
 
-def _corpus_materialized(inst: dg.DagsterInstance) -> bool:
+def _latest_storage_id(inst: dg.DagsterInstance, key: dg.AssetKey) -> int | None:
+    """The event-log position of ``key``'s newest materialization, any partition."""
+    records = inst.fetch_materializations(key, limit=1).records
+    return records[0].storage_id if records else None
+
+
+def corpus_built(inst: dg.DagsterInstance) -> bool:
+    """Whether any corpus-wide asset (an index, a dbt model) was ever materialized."""
     keys = definitions().resolve_job_def("corpus_job").asset_layer.executable_asset_keys
-    return all(inst.get_latest_materialization_event(k) is not None for k in keys)
+    return any(_latest_storage_id(inst, k) is not None for k in keys)
+
+
+def stale_corpus_assets(inst: dg.DagsterInstance) -> list[dg.AssetKey]:
+    """The corpus-wide assets never materialized, or materialized before one of their parents
+    last was (a new batch, a re-extraction after a model change): Dagster's own lineage says
+    what is behind, so ``run`` brings the indexes and marts up to every ok poster."""
+    defs = definitions()
+    graph = defs.resolve_asset_graph()
+    stale = []
+    for key in sorted(defs.resolve_job_def("corpus_job").asset_layer.executable_asset_keys):
+        mine = _latest_storage_id(inst, key)
+        parents = [p for p in graph.get(key).parent_keys if graph.has(p) and graph.get(p).is_materializable]
+        newest_parent = max(
+            (i for p in parents if (i := _latest_storage_id(inst, p)) is not None), default=None
+        )
+        if mine is None or (newest_parent is not None and newest_parent > mine):
+            stale.append(key)
+    return stale
+
+
+# --- batches: what Dagster knows of each (poster-assets batches, and ingest's "nothing new") ---
+
+PARTITION_TAG = "dagster/partition"
+_IN_PROGRESS = {
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.MANAGED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+    dg.DagsterRunStatus.CANCELING,
+}
+# A cancelled run, and one fail_orphaned_runs found killed, left the batch as unfinished as a failed one.
+_FAILED = {dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
+
+
+def sweep_leftovers(home: Path | None = None, echo: Callable[[str], None] | None = None) -> SweepReport:
+    """Remove the ``.tmp-*`` files and folders killed writers left under the home folder
+    (blobs, indexes, batches, models) that nothing touched for an hour, and say how much went
+    (on stderr): a younger one may belong to a writer running now and stays."""
+    home = home or settings.home_dir()
+    report = sweep_temporaries(home, STALE_TEMP_AGE_S)
+    if report.removed:
+        say = echo or functools.partial(click.echo, err=True)
+        say(
+            f"removed {len(report.removed)} temporary leftover(s) of interrupted writes under {home} "
+            f"({report.bytes / 1e6:.1f} MB, untouched for over {STALE_TEMP_AGE_S / 3600:g} h)"
+        )
+    return report
+
+
+def batch_job_assets() -> tuple[str, ...]:
+    """The assets ``batch_job`` materializes per batch, raw_posters and the extractors first."""
+    keys = definitions().resolve_job_def("batch_job").asset_layer.executable_asset_keys
+    names = {k.to_user_string() for k in keys}
+    first = [a for a in (RAW_ASSET, *EXTRACTORS) if a in names]
+    return (*first, *sorted(names - set(first)))
+
+
+def _step_keys(inst: dg.DagsterInstance, run_id: str, of_type) -> list[str]:
+    keys: list[str] = []
+    for entry in inst.all_logs(run_id, of_type=of_type):
+        key = entry.dagster_event.step_key if entry.dagster_event else None
+        if key and key not in keys:
+            keys.append(key)
+    return keys
+
+
+def _failure(inst: dg.DagsterInstance, run_id: str) -> tuple[tuple[str, ...], str | None]:
+    """(the steps that failed, or that started and never ended when the run was killed or
+    cancelled, marked "(interrupted)"; the first line of why) for a failed run."""
+    steps: list[str] = []
+    why = None
+    for entry in inst.all_logs(run_id, of_type=dg.DagsterEventType.STEP_FAILURE):
+        event = entry.dagster_event
+        if event is None:
+            continue
+        if event.step_key and event.step_key not in steps:
+            steps.append(event.step_key)
+        data = event.step_failure_data
+        error = data.error if data is not None else None
+        while error is not None and error.cause is not None:  # the user's exception, not Dagster's wrapper
+            error = error.cause
+        if why is None and error is not None and error.message.strip():
+            why = error.message.strip().splitlines()[0]
+    if not steps:  # killed or cancelled mid-step: the steps that started and never ended
+        started = _step_keys(inst, run_id, dg.DagsterEventType.STEP_START)
+        ended = _step_keys(
+            inst,
+            run_id,
+            {
+                dg.DagsterEventType.STEP_SUCCESS,
+                dg.DagsterEventType.STEP_FAILURE,
+                dg.DagsterEventType.STEP_SKIPPED,
+            },
+        )
+        steps = [f"{k} (interrupted)" for k in started if k not in ended]
+    if why is None:
+        for entry in inst.all_logs(run_id, of_type=dg.DagsterEventType.RUN_FAILURE):
+            message = (entry.dagster_event.message if entry.dagster_event else None) or entry.message
+            if message:
+                why = message.strip().splitlines()[0]
+                break
+    return tuple(steps), why
+
+
+def batch_run_facts(
+    inst: dg.DagsterInstance, batches: list[str], assets: tuple[str, ...]
+) -> dict[str, RunFacts]:
+    """Per batch: whether it is a partition, its latest run (any job: a UI materialization of
+    one asset counts) with its status, and which of ``assets`` are materialized for it."""
+    registered = set(inst.get_dynamic_partitions(BATCHES))
+    done = {a: inst.get_materialized_partitions(dg.AssetKey.from_user_string(a)) for a in assets}
+    out = {}
+    for batch in batches:
+        materialized = frozenset(a for a in assets if batch in done[a])
+        records = inst.get_run_records(filters=dg.RunsFilter(tags={PARTITION_TAG: batch}), limit=1)
+        if not records:
+            out[batch] = RunFacts(batch in registered, materialized=materialized)
+            continue
+        run = records[0].dagster_run
+        if run.status in _IN_PROGRESS:
+            status, steps, why = "running", (), None
+        elif run.status in _FAILED:
+            status = "failed"
+            steps, why = _failure(inst, run.run_id)
+            if run.status == dg.DagsterRunStatus.CANCELED and why is None:
+                why = "the run was cancelled"
+        else:
+            status, steps, why = "succeeded", (), None
+        out[batch] = RunFacts(batch in registered, run.run_id, status, steps, why, materialized)
+    return out
+
+
+def _current_versions(store: Store) -> dict[str, str] | None:
+    """asset -> the version a re-run would skip; None when the models cannot say (then the
+    latest record of each poster counts)."""
+    try:
+        from poster_assets.extract.versions import current_versions
+        from poster_assets.models.hub import Models
+
+        return current_versions(Models(store.models_dir)).by_asset()
+    except Exception:  # noqa: BLE001 - a listing must not fail on a broken model folder
+        return None
+
+
+def batch_states(
+    inst: dg.DagsterInstance, store: Store, batches: list[str] | None = None
+) -> list[BatchState]:
+    """The state of ``batches`` (default: every batch with a manifest, rows or a partition),
+    from the home folder's facts and Dagster's, oldest first."""
+    if batches is None:
+        names = set(manifest_names(store.batches_dir)) | set(inst.get_dynamic_partitions(BATCHES))
+        facts = storage_facts(store.db, store.batches_dir, None, _current_versions(store), include=names)
+    else:
+        facts = storage_facts(store.db, store.batches_dir, batches, _current_versions(store))
+    assets = batch_job_assets()
+    runs = batch_run_facts(inst, list(facts), assets)
+    states = [decide_state(facts[b], runs[b], assets) for b in facts]
+    return sorted(states, key=lambda s: (s.facts.created_at or "", s.batch))
+
+
+def ensure_registered(inst: dg.DagsterInstance, batch: str) -> bool:
+    """Make ``batch`` a partition (a process stopped between writing its manifest and adding
+    it); True when it was added."""
+    if inst.has_dynamic_partition(BATCHES, batch):
+        return False
+    inst.add_dynamic_partitions(BATCHES, [batch])
+    return True
+
+
+def forget_batch(inst: dg.DagsterInstance, batch: str) -> bool:
+    """Delete ``batch``'s dynamic partition (its run history stays); True when there was one."""
+    if not inst.has_dynamic_partition(BATCHES, batch):
+        return False
+    inst.delete_dynamic_partition(BATCHES, batch)
+    return True

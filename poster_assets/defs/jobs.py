@@ -31,12 +31,14 @@ ssl_job = dg.define_asset_job(
     "check passed, make it current.",
 )
 
-# Declarative automation for the corpus-wide assets: rebuilt once their upstream batches have
-# updated. Off until turned on in the UI, like every sensor here.
+# Declarative automation for the corpus-wide assets: rebuilt once the per-poster assets under
+# them updated (a batch from the inbox sensor, the nightly refresh, a run launched in the UI).
+# On by default, unlike the sensors and schedules that start work: it only follows work someone
+# started, and without it a batch would leave the indexes and marts behind its posters.
 corpus_automation_sensor = dg.AutomationConditionSensorDefinition(
     "corpus_automation_sensor",
     target=dg.AssetSelection.groups(*CORPUS_GROUPS),
-    default_status=dg.DefaultSensorStatus.STOPPED,
+    default_status=dg.DefaultSensorStatus.RUNNING,
     minimum_interval_seconds=60,
     description="Rebuilds indexes and dbt models when the per-poster assets under them change.",
 )

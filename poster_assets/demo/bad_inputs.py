@@ -2,15 +2,40 @@
 
 Used by the tests and by ``poster-assets bad-inputs OUT`` so a person can watch a folder of
 broken files being ingested with every file accounted for.
+
+``extended=True`` (what ``poster-assets bad-inputs`` writes) adds what is awkward for the file
+system and the sidecar rather than for the decoder alone: a FIFO, a socket, a symlink loop, a
+dangling symlink, a name that is not UTF-8, names with a newline and control characters, a sparse
+file above the file size limit (it takes no disk space), a PNG with a corrupt chunk CRC, two more
+empty files and a ``sidecar.jsonl`` with bad values and bad lines (``SIDECAR_ERRORS``). Kinds the
+platform cannot make (no FIFOs on Windows, no non-UTF-8 names on macOS) are left out, and so are
+absent from the returned expectations.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
+import os
+import socket
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
+
+# What the extended folder's sidecar.jsonl does to each file it names: the field that is dropped.
+SIDECAR_ERRORS = {
+    "good poster.jpg": "year",
+    "cmyk.jpg": "year",
+    "grayscale.jpg": "genres",
+    "rgba.png": "title",
+}
+# Its lines that name no usable record (skipped, listed as sidecar problems).
+SIDECAR_BAD_LINES = 4
+NON_UTF8_NAME = b"latin1_\xe9t\xe9.jpg"  # Latin-1 bytes: "latin1_été.jpg" on a Latin-1 system
+NON_UTF8_SHOWN = "latin1_\\xe9t\\xe9.jpg"  # how raw_posters.file_name holds it: the bytes escaped
+# Twice ingest's default file size limit (512 MiB). Sparse: it takes no disk space.
+HUGE_FILE_BYTES = 2**30
 
 
 def _poster(seed: int, size: tuple[int, int] = (300, 450)) -> Image.Image:
@@ -29,8 +54,11 @@ def _save(img: Image.Image, fmt: str, **kw) -> bytes:
     return buf.getvalue()
 
 
-def write_bad_inputs(out: Path) -> dict[str, str]:
-    """Write the files; return {file name: expected status} ('ok' / 'quarantined' / 'duplicate')."""
+def write_bad_inputs(out: Path, extended: bool = False) -> dict[str, str]:
+    """Write the files; return {file name: expected status} ('ok' / 'quarantined' / 'duplicate').
+
+    File names are as ``raw_posters.file_name`` holds them (a name that is not UTF-8 with its
+    bytes as ``\\xNN``)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     expected: dict[str, str] = {}
@@ -66,4 +94,69 @@ def write_bad_inputs(out: Path) -> dict[str, str]:
     put("exif_rotated.jpg", _save(rotated, "JPEG", exif=exif), "ok")
     put("grayscale.jpg", _save(_poster(12).convert("L"), "JPEG"), "ok")
     put("poster.webp", _save(_poster(13), "WEBP"), "ok")
+    if extended:
+        _write_extended(out, put, expected)
     return expected
+
+
+def _fresh(path: Path | bytes) -> None:
+    """Writing the folder twice works: special files are made anew."""
+    if os.path.lexists(path):
+        os.unlink(path)
+
+
+def _write_extended(out: Path, put, expected: dict[str, str]) -> None:
+    # Three empty files: none is a poster, so none is the "original" the others duplicate.
+    put("zero_bytes copy 1.jpg", b"", "quarantined")
+    put("zero_bytes copy 2.jpg", b"", "quarantined")
+    png = bytearray(_save(_poster(14), "PNG"))
+    idat = png.index(b"IDAT")
+    png[idat + 4 + int.from_bytes(png[idat - 4 : idat], "big")] ^= 0xFF  # first byte of IDAT's CRC
+    put("bad_crc.png", bytes(png), "quarantined")  # decodes; the CRC check catches it
+    put("new\nline.jpg", _save(_poster(20), "JPEG"), "ok")
+    put("control\tchars\x1b.png", _save(_poster(21), "PNG"), "ok")
+    raw = os.fsencode(out) + b"/" + NON_UTF8_NAME
+    with contextlib.suppress(OSError):  # a file system that only takes UTF-8 names (macOS)
+        _fresh(raw)
+        with open(raw, "wb") as fh:
+            fh.write(_save(_poster(22), "JPEG"))
+        expected[NON_UTF8_SHOWN] = "ok"
+    # A sparse file over the size limit: quarantined by its size, never read.
+    _fresh(out / "huge_file.jpg")
+    with open(out / "huge_file.jpg", "wb") as fh:
+        fh.truncate(HUGE_FILE_BYTES)
+    expected["huge_file.jpg"] = "quarantined"
+    specials = {
+        "fifo.jpg": lambda p: os.mkfifo(p),
+        "symlink_loop.jpg": lambda p: os.symlink(p.name, p),
+        "dangling_symlink.jpg": lambda p: os.symlink("missing_target.jpg", p),
+        "socket.jpg": _make_socket,
+    }
+    for name, make in specials.items():
+        path = out / name
+        _fresh(path)
+        try:
+            make(path)
+        except (OSError, AttributeError, NotImplementedError):  # no FIFOs / symlinks / sockets here
+            continue
+        expected[name] = "quarantined"
+    lines = [
+        b'{"file": "good poster.jpg", "title": "The Long Night", "genres": ["horror"], "year": 1e999}',
+        b'{"file": "cmyk.jpg", "title": "Cyan", "year": 99999999999}',
+        b'{"file": "grayscale.jpg", "title": "Grey", "genres": 5, "year": 1961}',
+        b'{"file": "rgba.png", "title": "Caf\xe9 (Latin-1, not UTF-8)", "year": 1984}',
+        b'{"file": "poster.webp", "title": "Fine", "genres": ["drama", "noir"], "year": 1999}',
+        b'["an", "array"]',
+        b'"a string"',
+        b'{"file": "not json',
+        b'{"title": "names no file"}',
+    ]
+    (out / "sidecar.jsonl").write_bytes(b"\n".join(lines) + b"\n")
+
+
+def _make_socket(path: Path) -> None:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.bind(str(path))  # the socket file stays after close
+    finally:
+        sock.close()

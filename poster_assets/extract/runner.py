@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import duckdb
 import numpy as np
 
 from poster_assets.ingest.decode import decode_image
@@ -153,6 +154,9 @@ def run_extraction(
 
 
 def _write_chunk(db: Database, asset: str, version: str, batch: str, outcomes: list[Outcome]) -> None:
+    """Write one chunk and its ``extractions`` rows in one transaction, idempotently: any number
+    of runs (a redone chunk, two ``poster-assets run --all`` at once) may write the same chunk,
+    and each write replaces exactly the rows it inserts."""
     now = dt.datetime.now(dt.UTC)
     by_table: dict[str, list[dict[str, Any]]] = {}
     for o in outcomes:
@@ -162,14 +166,18 @@ def _write_chunk(db: Database, asset: str, version: str, batch: str, outcomes: l
     with db.transaction() as conn:
         for table, rows in by_table.items():
             # A poster that failed before at this version may have left nothing; one that is being
-            # redone must not keep stale detail rows beside the new ones.
+            # redone must not keep stale detail rows beside the new ones (fewer OCR lines now).
             conn.execute(f"DELETE FROM {table} WHERE model_version = ? AND poster_id IN ?", [version, ids])
-            if rows:
-                cols = list(rows[0])
-                conn.executemany(
-                    f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' for _ in cols)})",
-                    [[r[c] for c in cols] for r in rows],
-                )
+            if not rows:
+                continue
+            # Rows need not carry the asset's version (each embedding kind has its own), so the
+            # delete above can miss them: replace every row by the primary key it is inserted under.
+            _delete_keys(conn, table, rows)
+            cols = list(rows[0])
+            conn.executemany(
+                f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' for _ in cols)})",
+                [[r[c] for c in cols] for r in rows],
+            )
         conn.executemany(
             "INSERT OR REPLACE INTO extractions VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             [
@@ -177,3 +185,25 @@ def _write_chunk(db: Database, asset: str, version: str, batch: str, outcomes: l
                 for o in outcomes
             ],
         )
+
+
+def primary_key(conn: duckdb.DuckDBPyConnection, table: str) -> list[str]:
+    """The primary key columns of ``table`` as the database declares them (``storage.schema``)."""
+    found = conn.execute(
+        "SELECT constraint_column_names FROM duckdb_constraints() "
+        "WHERE table_name = ? AND schema_name = 'main' AND constraint_type = 'PRIMARY KEY'",
+        [table],
+    ).fetchall()
+    if not found:
+        raise LookupError(f"table {table} has no primary key: its rows cannot be written idempotently")
+    return list(found[0][0])
+
+
+def _delete_keys(conn: duckdb.DuckDBPyConnection, table: str, rows: list[dict[str, Any]]) -> None:
+    """Delete the rows of ``table`` that have the primary key of one of ``rows``."""
+    key = primary_key(conn, table)
+    keys = dict.fromkeys(tuple(r[c] for c in key) for r in rows)
+    columns = [list(c) for c in zip(*keys, strict=True)]
+    unnested = ", ".join(f"unnest(?) AS {c}" for c in key)
+    match = " AND ".join(f"{table}.{c} = k.{c}" for c in key)
+    conn.execute(f"DELETE FROM {table} USING (SELECT {unnested}) AS k WHERE {match}", columns)

@@ -4,6 +4,13 @@ A batch is a manifest of files (path, size, mtime) written once, atomically, as 
 ``<home>/batches``. The sensor and the CLI both make batches; the ``raw_posters`` asset
 reads its partition's manifest, so re-running a partition re-reads exactly the same files.
 Manifests are files rather than rows so the sensor never waits on DuckDB's write lock.
+
+Planning never fails on what is in the folder: every entry that is not a folder (a FIFO, a
+socket, a dangling symlink or a symlink loop included) goes into the manifest, and ingest gives
+it a row (quarantined with the reason when it is not a regular file); a subfolder that cannot be
+read, or a symlink to a folder, is listed in the manifest's ``skipped``. A path that is not valid
+UTF-8 is kept as Python's ``os.fsdecode`` gives it (lone surrogates, so the file still opens),
+and the manifest JSON escapes it.
 """
 
 from __future__ import annotations
@@ -11,6 +18,8 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import os
+import stat
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -32,6 +41,15 @@ class FileEntry:
         return (self.path, self.size, self.mtime_ns)
 
 
+@dataclass(frozen=True)
+class SkippedPath:
+    """Something in the folder that is not ingested and has no row: an unreadable subfolder,
+    a symlink to a folder. (Files that cannot be ingested get a quarantined row instead.)"""
+
+    path: str
+    reason: str
+
+
 @dataclass
 class BatchManifest:
     batch: str
@@ -39,11 +57,18 @@ class BatchManifest:
     files: list[FileEntry]
     sidecar: str | None = None
     created_at: str = field(default_factory=lambda: dt.datetime.now(dt.UTC).isoformat())
+    skipped: list[SkippedPath] = field(default_factory=list)
 
     def save(self, batches_dir: Path) -> Path:
-        return atomic_write_text(
-            batches_dir / f"{self.batch}.json", json.dumps(asdict(self), indent=1, ensure_ascii=False)
-        )
+        raw = asdict(self)
+        text = json.dumps(raw, indent=1, ensure_ascii=False)
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            # A path that is not valid UTF-8 holds lone surrogates: JSON escapes them (\udcXX),
+            # and json.loads gives back the same string, which opens the same file.
+            text = json.dumps(raw, indent=1, ensure_ascii=True)
+        return atomic_write_text(batches_dir / f"{self.batch}.json", text)
 
     @classmethod
     def load(cls, batches_dir: Path, batch: str) -> BatchManifest:
@@ -52,27 +77,76 @@ class BatchManifest:
             raise FileNotFoundError(f"batch {batch!r} has no manifest at {path}")
         raw = json.loads(path.read_text(encoding="utf-8"))
         raw["files"] = [FileEntry(**f) for f in raw["files"]]
+        raw["skipped"] = [SkippedPath(**s) for s in raw.get("skipped", [])]
         return cls(**raw)
+
+
+@dataclass
+class FolderScan:
+    files: list[FileEntry]
+    skipped: list[SkippedPath]
 
 
 def scan_folder(folder: Path, recursive: bool = False, sidecar: Path | None = None) -> list[FileEntry]:
     """Candidate poster files, sorted by path. Hidden files and metadata files are skipped."""
+    return scan(folder, recursive=recursive, sidecar=sidecar).files
+
+
+def scan(folder: Path, recursive: bool = False, sidecar: Path | None = None) -> FolderScan:
+    """Every entry of ``folder`` that could be a poster (sorted by path), and what was skipped.
+
+    Nothing here opens a file: entries are classified with ``lstat`` / ``stat`` only, so a FIFO
+    never blocks the scan. Anything that is not a folder is a candidate — a FIFO, a socket, a
+    dangling symlink or a symlink loop too — so that ingest gives it a row with the reason.
+    Subfolders are descended (when ``recursive``) without following symlinks, so a symlink loop
+    of folders cannot recurse; a subfolder that cannot be listed is skipped and listed.
+    """
     folder = Path(folder).resolve()
     if not folder.is_dir():
         raise NotADirectoryError(f"{folder} is not a folder")
-    pattern = folder.rglob("*") if recursive else folder.iterdir()
-    entries = []
-    skip = {Path(sidecar).resolve()} if sidecar else set()
-    for p in pattern:
-        if p.name.startswith(".") or not p.is_file() or p.resolve() in skip:
+    skip = {os.path.realpath(sidecar)} if sidecar else set()
+    files: list[FileEntry] = []
+    skipped: list[SkippedPath] = []
+    pending = [folder]
+    while pending:
+        current = pending.pop()
+        try:
+            with os.scandir(current) as it:
+                children = sorted(it, key=lambda e: e.name)
+        except OSError as exc:
+            if current == folder:
+                raise
+            skipped.append(SkippedPath(str(current), f"folder could not be read: {exc.strerror or exc}"))
             continue
-        if p.suffix.lower() in _NOT_POSTERS or p.suffix.lower() in SIDECAR_SUFFIXES:
-            continue
-        if any(part.startswith(".") for part in p.relative_to(folder).parts):
-            continue
-        st = p.stat()
-        entries.append(FileEntry(str(p), st.st_size, st.st_mtime_ns))
-    return sorted(entries, key=lambda e: e.path)
+        for child in children:
+            if child.name.startswith("."):
+                continue
+            path = Path(child.path)
+            try:
+                st = os.lstat(path)
+            except OSError:
+                continue  # gone since the listing: nothing left to account for
+            if stat.S_ISDIR(st.st_mode):
+                if recursive:
+                    pending.append(path)
+                continue
+            if stat.S_ISLNK(st.st_mode):
+                try:
+                    target = os.stat(path)
+                except OSError:
+                    target = None  # a loop or a dangling link: ingest quarantines it with the reason
+                if target is not None and stat.S_ISDIR(target.st_mode):
+                    if recursive:
+                        skipped.append(SkippedPath(str(path), "symlink to a folder: not followed"))
+                    continue
+                if target is not None and stat.S_ISREG(target.st_mode):
+                    st = target
+            if path.suffix.lower() in _NOT_POSTERS or path.suffix.lower() in SIDECAR_SUFFIXES:
+                continue
+            if skip and os.path.realpath(path) in skip:
+                continue
+            files.append(FileEntry(str(path), st.st_size, st.st_mtime_ns))
+    return FolderScan(sorted(files, key=lambda e: e.path), sorted(skipped, key=lambda s: s.path))
 
 
 def known_files(batches_dir: Path) -> set[tuple[str, int, int]]:
@@ -90,7 +164,8 @@ def new_batch(
     folder: Path, entries: list[FileEntry], sidecar: Path | None, prefix: str = "batch"
 ) -> BatchManifest:
     """A manifest with an id that sorts by time and says what it holds."""
-    digest = hashlib.sha256("\n".join(f"{e.path}\0{e.size}\0{e.mtime_ns}" for e in entries).encode())
+    text = "\n".join(f"{e.path}\0{e.size}\0{e.mtime_ns}" for e in entries)
+    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass"))  # a non-UTF-8 name is still hashed
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")
     batch = f"{prefix}-{stamp}-{digest.hexdigest()[:8]}"
     return BatchManifest(batch, str(Path(folder).resolve()), entries, str(sidecar) if sidecar else None)
@@ -110,7 +185,10 @@ def plan_batch(
     folder = Path(folder).resolve()
     sidecar = Path(sidecar).resolve() if sidecar else find_sidecar(folder)
     seen = known_files(batches_dir)
-    fresh = [e for e in scan_folder(folder, recursive=recursive, sidecar=sidecar) if e.key not in seen]
+    found = scan(folder, recursive=recursive, sidecar=sidecar)
+    fresh = [e for e in found.files if e.key not in seen]
     settled = fresh if settled_before_ns is None else [e for e in fresh if e.mtime_ns <= settled_before_ns]
     manifest = new_batch(folder, settled, sidecar, prefix=prefix) if settled else None
+    if manifest is not None:
+        manifest.skipped = found.skipped
     return manifest, len(fresh) - len(settled)

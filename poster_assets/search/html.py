@@ -10,7 +10,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from poster_assets.search.api import SearchHit
+from poster_assets.search.api import MATCHES, SearchHit
 
 _THUMB_PX = 256
 
@@ -25,6 +25,11 @@ figure img { width: 100%; height: 240px; object-fit: contain; background: #eee; 
 figcaption { font-size: 12px; line-height: 1.4; margin-top: 6px; word-break: break-word; }
 .score { font-weight: 600; }
 .id { color: #888; font-family: monospace; }
+.match { display: inline-block; font-size: 11px; font-weight: 600; padding: 1px 6px; border-radius: 8px;
+  margin-left: 4px; }
+.match-exact { background: #1b5e20; color: #fff; }
+.match-near-duplicate { background: #c8e6c9; color: #1b5e20; }
+.legend { font-size: 12px; color: #444; margin: -12px 0 20px; }
 """
 
 
@@ -58,8 +63,10 @@ def render(
     subtitle: str = "",
     query_image: Image.Image | Path | None = None,
 ) -> str:
-    """The page: the query image (if any), then one card per hit with rank, score, title,
-    genres, file name and poster id. Nothing outside the page is referenced."""
+    """The page: the query image (if any), then one card per hit with rank, score, how it
+    matched (an exact copy or a near-duplicate of the query is marked, and a legend says why it
+    ranks first), title, genres, file name and poster id. Nothing outside the page is
+    referenced."""
     if isinstance(query_image, Image.Image):
         query_uri: str | None = _data_uri(query_image)
     else:
@@ -67,11 +74,20 @@ def render(
     cards = []
     for rank, hit in enumerate(hits, start=1):
         title = hit.title or hit.file_name or hit.poster_id[:12]
+        badge = ""
+        if hit.match != "similar":
+            why = MATCHES.get(hit.match, "")
+            if hit.match == "near-duplicate" and hit.duplicate_similarity is not None:
+                why += f" (whole-image similarity {hit.duplicate_similarity:.3f})"
+            badge = (
+                f'<span class="match match-{html.escape(hit.match)}" title="{html.escape(why)}">'
+                f"{html.escape(hit.match)}</span>"
+            )
         cards.append(
             "<figure>"
             + _img(_file_uri(hit.thumbnail_path), title)
             + "<figcaption>"
-            + f'<span class="score">#{rank} · {hit.score:.3f}</span><br>'
+            + f'<span class="score">#{rank} · {hit.score:.3f}</span>{badge}<br>'
             + f"<b>{html.escape(title)}</b><br>"
             + (f"{html.escape(', '.join(hit.genres))}<br>" if hit.genres else "")
             + f"{html.escape(hit.file_name)}<br>"
@@ -88,9 +104,18 @@ def render(
         '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
         f"<title>{html.escape(heading)}</title><style>{_STYLE}</style></head><body>"
         f'<h1>{html.escape(heading)}</h1><div class="sub">{html.escape(subtitle)}</div>'
-        f'{query}<div class="grid">{"".join(cards) or "<p>No hits.</p>"}</div>'
+        f'{query}{_legend(hits)}<div class="grid">{"".join(cards) or "<p>No hits.</p>"}</div>'
         "</body></html>\n"
     )
+
+
+def _legend(hits: Sequence[SearchHit]) -> str:
+    """Why the marked hits come first, for the kinds of match on the page."""
+    found = [m for m in dict.fromkeys(h.match for h in hits) if m != "similar"]
+    if not found:
+        return ""
+    lines = "; ".join(f"<b>{html.escape(m)}</b>: {html.escape(MATCHES.get(m, ''))}" for m in found)
+    return f'<div class="legend">{lines}. These rank before the similar posters, whatever the kind.</div>'
 
 
 def write(

@@ -214,8 +214,16 @@ class PosterIndex:
     def save(self, folder: str | Path) -> Path:
         """Write the index and its id map into a fresh ``data-*`` sub-folder, then switch
         ``meta.json`` to it with one atomic rename, so a reader sees the old or the new
-        index, never a mix; the previous generation is kept for readers mid-load."""
+        index, never a mix; the previous generation is kept for readers mid-load.
+
+        Whatever is in ``folder`` already never stops a save: an unreadable ``meta.json``
+        (the very damage a rebuild repairs) only means there is no previous generation to keep,
+        and a file where the folder or ``meta.json`` should be is replaced."""
         folder = Path(folder)
+        if folder.exists() and not folder.is_dir():
+            folder.unlink()
+        if (folder / _META).is_dir():
+            shutil.rmtree(folder / _META)
         generation = f"data-{uuid.uuid4().hex[:12]}"
         files = {}
         with atomic_dir(folder / generation) as tmp:
@@ -227,7 +235,7 @@ class PosterIndex:
                     "sha256": file_sha256(tmp / name, use_cache=False),
                     "bytes": (tmp / name).stat().st_size,
                 }
-        previous = _read_meta(folder).get("data") if (folder / _META).exists() else None
+        previous = _previous_generation(folder)
         meta = {
             "format_version": FORMAT_VERSION,
             "kind": self.kind,
@@ -242,7 +250,10 @@ class PosterIndex:
         atomic_write_text(folder / _META, json.dumps(meta, indent=2), fsync=True)
         for old in folder.glob("data-*"):
             if old.name not in (generation, previous):
-                shutil.rmtree(old, ignore_errors=True)
+                if old.is_dir() and not old.is_symlink():
+                    shutil.rmtree(old, ignore_errors=True)
+                else:
+                    old.unlink(missing_ok=True)
         return folder
 
     @classmethod
@@ -287,6 +298,17 @@ class PosterIndex:
             model_version=meta.get("model_version", ""),
             trained_count=int(meta.get("trained_count", 0)),
         )
+
+
+def _previous_generation(folder: Path) -> str | None:
+    """The ``data-*`` folder the saved ``meta.json`` points at, if it can be read at all."""
+    if not (folder / _META).is_file():
+        return None
+    try:
+        data = _read_meta(folder).get("data")
+    except IndexCorruptError:
+        return None
+    return data if isinstance(data, str) and data.startswith("data-") and "/" not in data else None
 
 
 def _read_meta(folder: Path) -> dict[str, Any]:

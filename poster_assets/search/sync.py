@@ -33,8 +33,24 @@ _QUERY_NOISE = 0.5
 _NEIGHBOR_CHUNK = 10_000
 
 
+# A file in an index folder asking the next materialization to rebuild it even though it
+# loads (``poster-assets rebuild-index --kind``); the rebuild's save removes it.
+REBUILD_REQUEST = "rebuild-requested"
+
+
 def index_dir(store: Store, kind: str) -> Path:
     return store.indexes_dir / kind
+
+
+def request_rebuild(store: Store, kind: str) -> Path:
+    """Make the next ``sync_index`` of ``kind`` rebuild its index from the stored vectors, even
+    when the saved one loads and is current (readers keep using it until the new one is saved)."""
+    marker = index_dir(store, kind) / REBUILD_REQUEST
+    if marker.parent.exists() and not marker.parent.is_dir():
+        marker.parent.unlink()  # a stray file where the folder belongs: the rebuild replaces it
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.touch()
+    return marker
 
 
 @dataclass
@@ -57,8 +73,9 @@ def sync_index(store: Store, kind: str, version: str) -> IndexUpdate:
 
     An index saved at the same version gets only the new posters (no retraining). It is
     rebuilt from the table when it is missing or unreadable, was built at another version,
-    holds posters the table no longer has at this version, or has outgrown its index type.
-    With no vectors at ``version`` the saved index is left as it is.
+    holds posters the table no longer has at this version, has outgrown its index type, or a
+    rebuild was requested (``request_rebuild``). With no vectors at ``version`` the saved index
+    is left as it is.
     """
     folder = index_dir(store, kind)
     ids, vectors = read_vectors(store, kind, version)
@@ -67,12 +84,16 @@ def sync_index(store: Store, kind: str, version: str) -> IndexUpdate:
     row_of = {pid: i for i, pid in enumerate(ids)}
     reason = ""
     index: PosterIndex | None = None
-    try:
-        index = PosterIndex.load(folder)
-    except IndexMissingError as exc:
-        reason = str(exc)
-    except IndexLoadError as exc:
-        reason = f"saved index unreadable: {exc}"
+    requested = (folder / REBUILD_REQUEST).exists()
+    if requested:
+        reason = "a rebuild was requested (`poster-assets rebuild-index --kind`)"
+    else:
+        try:
+            index = PosterIndex.load(folder)
+        except IndexMissingError as exc:
+            reason = str(exc)
+        except IndexLoadError as exc:
+            reason = f"saved index unreadable: {exc}"
     if index is not None:
         gone = [pid for pid in index.ids if pid not in row_of]
         if index.model_version != version:
@@ -95,6 +116,8 @@ def sync_index(store: Store, kind: str, version: str) -> IndexUpdate:
     log.info("rebuilding the %s index: %s", kind, reason)
     built = build_index(vectors, ids, choose_index_spec(len(ids), vectors.shape[1]), kind, version)
     built.save(folder)
+    if requested:
+        (folder / REBUILD_REQUEST).unlink(missing_ok=True)
     return IndexUpdate(kind, version, "build", reason, len(ids), built, vectors)
 
 

@@ -1,14 +1,16 @@
 """The trained encoder (trunk + 128-d projection + L2 normalisation) as OpenVINO IR.
 
 The IR carries what inference needs in its runtime info (``models.ssl_encoder.RT_SECTION``):
-the input size and the checkpoint's sha256, so an IR file alone says which model it is.
-``models.ssl_encoder.SslEmbedder`` runs it, with no torch.
+the input size and the checkpoint's sha256, so an IR file alone says which model it is. The
+sha256 of its files is recorded beside it (``sha256.json``, ``models.artifacts``), so a changed
+file is refused rather than run. ``models.ssl_encoder.SslEmbedder`` runs it, with no torch.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from poster_assets.models.artifacts import record_hashes
 from poster_assets.models.ssl_encoder import IR_NAME, MODEL_NAME, RT_SECTION
 from poster_assets.storage.files import atomic_dir, file_sha256
 
@@ -49,4 +51,5 @@ def export_openvino(checkpoint: Path, out_dir: Path) -> Path:
     with atomic_dir(target.parent) as tmp:
         # fp32 weights: fp16 compression would move the vectors away from the checkpoint's.
         ov.save_model(ov_model, tmp / IR_NAME, compress_to_fp16=False)
+        record_hashes(tmp, source={"model": MODEL_NAME, "checkpoint_sha256": sha})
     return target

@@ -26,6 +26,9 @@ CREATE TABLE IF NOT EXISTS raw_posters (
     ingested_at    TIMESTAMPTZ NOT NULL,
     PRIMARY KEY (poster_id, source_uri)
 );
+-- Added after the first release: ALTER (not the CREATE above) so that new and migrated databases
+-- have the same columns in the same order.
+ALTER TABLE raw_posters ADD COLUMN IF NOT EXISTS sidecar_error VARCHAR;  -- sidecar values dropped, and why
 """
 
 # One row per (extractor, poster, model version): the record that a poster was processed,

@@ -2,11 +2,42 @@
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Sequence
 
 from PIL import Image, ImageDraw, ImageFont
 
 _CAPTION_H = 16
+# Control (newline, tab, ESC, NUL), format (bidi overrides), line / paragraph separators and
+# lone surrogates (file names that are not UTF-8): none of them is something to draw, and a
+# newline makes Pillow treat the caption as multiline text, which it cannot measure.
+_INVISIBLE = {"Cc", "Cf", "Zl", "Zp", "Cs"}
+_SHORT = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def caption_text(caption: object) -> str:
+    """A caption as one drawable line: invisible characters become visible escapes."""
+    text = str(caption)
+    if all(unicodedata.category(ch) not in _INVISIBLE for ch in text):
+        return text
+    return "".join(
+        _SHORT.get(ch) or (f"\\x{ord(ch):02x}" if ord(ch) < 0x100 else f"\\u{ord(ch):04x}")
+        if unicodedata.category(ch) in _INVISIBLE
+        else ch
+        for ch in text
+    )
+
+
+def _draw_caption(draw: ImageDraw.ImageDraw, xy: tuple[int, int], caption: object, width: int, font) -> None:
+    text = caption_text(caption)[: max(1, width)]  # no glyph is narrower than a pixel
+    for attempt in (text, text.encode("ascii", "backslashreplace").decode("ascii")):
+        try:
+            while attempt and draw.textlength(attempt, font=font) > width:
+                attempt = attempt[:-1]
+            draw.text(xy, attempt, fill=(230, 230, 230), font=font)
+            return
+        except (UnicodeError, ValueError, OSError):
+            continue  # a glyph the font cannot take (the bitmap fallback font is Latin-1 only)
 
 
 def contact_sheet(
@@ -20,7 +51,8 @@ def contact_sheet(
     """Lay ``tiles`` out in a grid, each scaled to fit ``tile_width`` x ``tile_height``.
 
     Tiles keep their aspect ratio (posters are 2:3; panels may be wider). Captions are
-    cut to the tile width so a long file name never spills into its neighbour.
+    cut to the tile width so a long file name never spills into its neighbour, and drawn on one
+    line: a newline or other control character in a file name shows as an escape (``\\n``).
     """
     if not tiles:
         return Image.new("RGB", (tile_width, tile_width), background)
@@ -38,8 +70,5 @@ def contact_sheet(
         fitted.thumbnail((tile_width - 4, tile_height - 4))
         sheet.paste(fitted, (x0 + (tile_width - fitted.width) // 2, y0 + (tile_height - fitted.height) // 2))
         if caption:
-            text = caption
-            while text and draw.textlength(text, font=font) > tile_width - 4:
-                text = text[:-1]
-            draw.text((x0 + 2, y0 + tile_height + 2), text, fill=(230, 230, 230), font=font)
+            _draw_caption(draw, (x0 + 2, y0 + tile_height + 2), caption, tile_width - 4, font)
     return sheet

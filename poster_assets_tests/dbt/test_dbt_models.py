@@ -7,6 +7,9 @@ models on its own copy of that database.
 import json
 import os
 import shutil
+import subprocess
+import sys
+import textwrap
 import threading
 import time
 from pathlib import Path
@@ -22,6 +25,7 @@ from poster_assets.defs.dbt.project import (
     dbt_executable,
     manifest_is_stale,
     poster_dbt_project,
+    run_target_dir,
 )
 from poster_assets.defs.resources import ModelsResource, PosterStore
 from poster_assets.demo import generate_corpus
@@ -70,20 +74,19 @@ def _rows(store: PosterStore, sql: str, params: list | None = None) -> list[dict
         return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
 
 
-def _dbt_results(result: dg.ExecuteInProcessResult) -> dict[str, str]:
+def _dbt_results(result: dg.ExecuteInProcessResult, store: PosterStore) -> dict[str, str]:
     """dbt node name -> status ("pass", "fail", "success", "skipped", ...) of the run's last dbt build.
 
-    dagster-dbt writes each invocation's artifacts to ``target/<op>-<run id[:7]>-<uuid>``.
+    Each invocation writes its artifacts to ``<home>/dbt/target/<op>-<run id[:7]>-<uuid>``.
     """
-    target = Path(poster_dbt_project.project_dir) / poster_dbt_project.target_path
-    runs = target.glob(f"sql_models-{result.run_id[:7]}-*/run_results.json")
+    runs = run_target_dir(store.home_path).glob(f"sql_models-{result.run_id[:7]}-*/run_results.json")
     newest = max(runs, key=lambda p: p.stat().st_mtime)
     return {r["unique_id"].split(".")[2]: r["status"] for r in json.loads(newest.read_text())["results"]}
 
 
-def _release_after_dbt_met_the_lock(conn: duckdb.DuckDBPyConnection, since: float) -> None:
+def _release_after_dbt_met_the_lock(conn: duckdb.DuckDBPyConnection, since: float, home: Path) -> None:
     """Close ``conn`` once a dbt log written after ``since`` shows the lock conflict (60 s at most)."""
-    target = Path(poster_dbt_project.project_dir) / poster_dbt_project.target_path
+    target = run_target_dir(home)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         logs = [p for p in target.glob("sql_models-*/dbt.log") if p.stat().st_mtime >= since]
@@ -133,7 +136,9 @@ def test_models_retry_on_the_lock_and_have_one_row_per_ok_poster_at_current_vers
         )
     # Another process (this one: DuckDB locks per process) holds the write lock when dbt starts.
     conn = duckdb.connect(str(sql_store.db_path))
-    releaser = threading.Thread(target=_release_after_dbt_met_the_lock, args=(conn, time.time() - 1))
+    releaser = threading.Thread(
+        target=_release_after_dbt_met_the_lock, args=(conn, time.time() - 1, sql_store.home_path)
+    )
     releaser.start()
     result = _build(sql_store, instance)
     releaser.join()
@@ -217,7 +222,7 @@ def test_broken_rows_fail_the_right_dbt_tests(sql_store: PosterStore, instance) 
     result = _build(sql_store, instance)
     assert not result.success
 
-    statuses = _dbt_results(result)
+    statuses = _dbt_results(result, sql_store)
     failed = {name for name, status in statuses.items() if status in {"fail", "error"}}
     expected = (
         "source_at_most_one_per_group_poster_store_layer_masks",
@@ -230,6 +235,108 @@ def test_broken_rows_fail_the_right_dbt_tests(sql_store: PosterStore, instance) 
     assert not result.asset_materializations_for_node("sql_models") or all(
         "marts" not in m.asset_key.path for m in result.asset_materializations_for_node("sql_models")
     )
+
+
+def _tree(root: Path) -> dict[str, tuple[int, int]]:
+    """Every file and folder under ``root``: (size, mtime): a file written, replaced or added shows."""
+    return {
+        str(p.relative_to(root)): (p.lstat().st_size, p.lstat().st_mtime_ns) for p in [root, *root.rglob("*")]
+    }
+
+
+@pytest.mark.slow
+def test_a_build_writes_only_under_the_home(sql_store: PosterStore, instance) -> None:
+    before = _tree(DBT_PROJECT_DIR)
+    result = _build(sql_store, instance)
+    assert result.success
+    # Nothing in the source tree changed (no target/<run> folder, no dbt.log, no logs/) ...
+    assert _tree(DBT_PROJECT_DIR) == before
+    # ... the build's artifacts and its log are in its own folder under the home.
+    (run,) = run_target_dir(sql_store.home_path).glob(f"sql_models-{result.run_id[:7]}-*")
+    assert {"run_results.json", "manifest.json", "dbt.log"} <= {p.name for p in run.iterdir()}
+
+
+_BUILD_FROM_A_READ_ONLY_PROJECT = """
+import os
+from pathlib import Path
+
+import dagster as dg
+from dagster_dbt import DbtCliResource
+
+from poster_assets.defs.dbt import project
+from poster_assets.defs.dbt.project import DBT_PROJECT_DIR, dbt_executable, poster_dbt_project
+
+home = Path(os.environ["POSTER_ASSETS_HOME"])
+assert DBT_PROJECT_DIR == Path(os.environ["EXPECTED_PROJECT_DIR"]), DBT_PROJECT_DIR
+assert not os.access(DBT_PROJECT_DIR / "target", os.W_OK)
+assert Path(poster_dbt_project.manifest_path).is_relative_to(home / "dbt"), poster_dbt_project.manifest_path
+project.prepare_manifest()
+
+from poster_assets.defs.dbt.assets import sql_models  # noqa: E402 - loads the manifest just prepared
+from poster_assets.defs.resources import ModelsResource, PosterStore  # noqa: E402
+
+with dg.instance_for_test(temp_dir=str(home / "dagster")) as instance:
+    result = dg.materialize(
+        [sql_models],
+        instance=instance,
+        resources={
+            "dbt": DbtCliResource(project_dir=poster_dbt_project, dbt_executable=dbt_executable()),
+            "store": PosterStore(home=str(home)),
+            "models": ModelsResource(models_dir=str(home / "models")),
+        },
+        raise_on_error=False,
+    )
+    assert result.success
+"""
+
+
+def _immutable(path: Path, on: bool) -> bool:
+    """chattr -R +i: not even root may write there (as a read-only install is to its user)."""
+    flag = "+i" if on else "-i"
+    return subprocess.run(["chattr", "-R", flag, str(path)], capture_output=True).returncode == 0
+
+
+@pytest.mark.slow
+def test_a_read_only_project_builds_with_its_manifest_and_runs_under_the_home(
+    tmp_path: Path, extracted: tuple[Path, Path]
+) -> None:
+    """The package and its dbt project copied to a folder nobody may write (``chattr +i``, which
+    binds root too): the manifest is prepared under the home, each build writes there, and a
+    build of ``sql_models`` works."""
+    checkout = tmp_path / "install"
+    package = Path(__file__).resolve().parents[2] / "poster_assets"
+    shutil.copytree(package, checkout / "poster_assets", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(DBT_PROJECT_DIR, checkout / "dbt", ignore=shutil.ignore_patterns("target", "logs"))
+    home = tmp_path / "home"
+    (home / "dagster").mkdir(parents=True)
+    shutil.copy(extracted[0], home / "poster_assets.duckdb")
+    if not _immutable(checkout / "dbt", on=True):
+        pytest.skip("chattr +i is not permitted here; nothing else makes a folder read-only to root")
+    try:
+        before = _tree(checkout / "dbt")
+        env = {
+            **os.environ,
+            "PYTHONPATH": str(checkout),  # this copy of poster_assets, not the checkout's
+            "PYTHONDONTWRITEBYTECODE": "1",
+            "POSTER_ASSETS_HOME": str(home),
+            "DAGSTER_HOME": str(home / "dagster"),
+            "EXPECTED_PROJECT_DIR": str(checkout / "dbt"),
+        }
+        proc = subprocess.run(
+            [sys.executable, "-c", textwrap.dedent(_BUILD_FROM_A_READ_ONLY_PROJECT)],
+            env=env,
+            cwd=home,
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
+        assert _tree(checkout / "dbt") == before
+    finally:
+        _immutable(checkout / "dbt", on=False)
+    assert len(list((home / "dbt").glob("manifest-*/manifest.json"))) == 1
+    (run,) = run_target_dir(home).glob("sql_models-*")
+    assert {"run_results.json", "dbt.log"} <= {p.name for p in run.iterdir()}
 
 
 @pytest.mark.slow

@@ -42,6 +42,39 @@ def test_materialize_raw_posters_writes_rows(tmp_path: Path, store: PosterStore,
     assert n == len(expected)
 
 
+def test_materialize_extended_bad_inputs_lists_sidecar_problems(
+    tmp_path: Path, store: PosterStore, instance
+) -> None:
+    """FIFO, socket, symlinks, a non-UTF-8 name, a newline in a name (the preview draws it), a
+    sparse 1 GiB file, a sidecar with bad values: one successful run, one row per file."""
+    expected = write_bad_inputs(tmp_path / "in", extended=True)
+    manifest, _ = plan_batch(store.batches_dir, tmp_path / "in")
+    manifest.save(store.batches_dir)
+    instance.add_dynamic_partitions(BATCHES, [manifest.batch])
+    result = dg.materialize(
+        [raw_posters],
+        partition_key=manifest.batch,
+        instance=instance,
+        resources={"store": store},
+        run_config={"ops": {"raw_posters": {"config": {"max_file_bytes": 2**20}}}},
+    )
+    assert result.success
+    (mat,) = result.asset_materializations_for_node("raw_posters")
+    assert mat.metadata["files"].value == len(expected)
+    assert mat.metadata["new_rows"].value == len(expected)
+    assert "data:image/jpeg;base64," in mat.metadata["preview"].value
+    reasons = {r.data["file"]: r.data["reason"] for r in mat.metadata["quarantine_reasons"].records}
+    assert (
+        "FIFO" in reasons["fifo.jpg"]
+        and "1.0 GiB" in reasons["huge_file.jpg"]
+        and "1.0 MiB" in reasons["huge_file.jpg"]
+    )
+    problems = {r.data["where"]: r.data["problem"] for r in mat.metadata["sidecar_problem_list"].records}
+    assert problems["cmyk.jpg"].startswith("year") and problems["grayscale.jpg"].startswith("genres")
+    assert "array" in problems["sidecar line 6"]
+    assert mat.metadata["sidecar_problems"].value == len(problems)
+
+
 def _age(folder: Path, seconds: float = 60) -> None:
     past = time.time() - seconds
     for p in folder.iterdir():

@@ -65,3 +65,36 @@ def test_colour_modes_become_rgb(bad_dir, name: str) -> None:
     decoded = decode_image((d / name).read_bytes())
     assert decoded.image.mode == "RGB"
     assert np.asarray(decoded.image).std() > 5
+
+
+def _corrupt_idat_crc(data: bytes) -> bytes:
+    png = bytearray(data)
+    idat = png.index(b"IDAT")
+    png[idat + 4 + int.from_bytes(png[idat - 4 : idat], "big")] ^= 0xFF
+    return bytes(png)
+
+
+def test_png_with_a_corrupt_chunk_crc_is_refused(bad_dir) -> None:
+    d, _ = bad_dir
+    data = (d / "affiche_été_ünïcødé.png").read_bytes()
+    decode_image(data)  # the intact file passes
+    with pytest.raises(DecodeError, match="integrity check failed"):
+        decode_image(_corrupt_idat_crc(data))
+
+
+def test_integrity_check_passes_valid_posters_and_costs_little(bad_dir) -> None:
+    import time
+
+    from poster_assets.ingest.decode import _verify
+
+    d, expected = bad_dir
+    ok = [(d / name).read_bytes() for name, status in expected.items() if status == "ok"]
+    t0 = time.perf_counter()
+    for data in ok:
+        decode_image(data)  # includes the check: every valid poster still passes
+    full = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    for data in ok:
+        _verify(data)
+    check = time.perf_counter() - t0
+    assert check < 0.5 * full, (check, full)

@@ -191,3 +191,112 @@ def test_pull_refuses_wrong_hash_and_deletes_the_download(
 
 def test_pull_of_a_wheel_model_is_a_check(tmp_path: Path) -> None:
     assert weights.pull("ppocr-rec", models_dir=tmp_path).state == "present"
+
+
+# --- models converted here (OpenVINO IR folders) and the sha256 recorded when they were written ---
+
+_TINY = 8  # input side of the tiny stand-in IR
+
+
+def _tiny_ir(folder: Path, seed: int = 0, record: bool = True) -> Path:
+    """A small IR shaped like an exported SSL encoder (pixels -> 128-d, the runtime info
+    ``SslEmbedder`` reads), written the way the project writes IRs: one folder renamed into
+    place, with ``sha256.json`` unless ``record`` is false."""
+    import numpy as np
+    import openvino as ov
+    import openvino.opset13 as ops
+
+    from poster_assets.models.artifacts import record_hashes
+    from poster_assets.models.ssl_encoder import IR_NAME, RT_SECTION
+    from poster_assets.storage.files import atomic_dir
+
+    x = ops.parameter([-1, 3, _TINY, _TINY], np.float32, name="pixels")
+    flat = ops.reshape(x, ops.constant(np.array([-1, 3 * _TINY * _TINY], np.int64)), special_zero=False)
+    weights = np.random.default_rng(seed).standard_normal((3 * _TINY * _TINY, 128)).astype(np.float32)
+    model = ov.Model([ops.matmul(flat, ops.constant(weights), False, False)], [x], "tiny")
+    info = {
+        "model": "ssl-encoder",
+        "checkpoint_sha256": "ab" * 32,
+        "image_size": str(_TINY),
+        "data_version": "d",
+    }
+    for key, value in info.items():
+        model.set_rt_info(value, [RT_SECTION, key])
+    with atomic_dir(folder) as tmp:
+        ov.save_model(model, tmp / IR_NAME, compress_to_fp16=False)
+        if record:
+            record_hashes(tmp, source={"test": seed})
+    return folder / IR_NAME
+
+
+def _swap_weights(xml: Path, seed: int) -> None:
+    """Replace ``model.bin`` by other weights of the same size, leaving ``sha256.json`` alone."""
+    other = _tiny_ir(xml.parent.with_name(f"{xml.parent.name}-other{seed}"), seed=seed)
+    data = other.with_suffix(".bin").read_bytes()
+    assert len(data) == xml.with_suffix(".bin").stat().st_size
+    xml.with_suffix(".bin").write_bytes(data)
+
+
+def test_converted_models_are_verified_against_the_sha256_recorded_when_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from click.testing import CliRunner
+
+    from poster_assets.cli import main
+    from poster_assets.models.artifacts import RECORD, verify_converted
+
+    models = tmp_path / "home" / "models"
+    effnet = _tiny_ir(models / "efficientnet_lite0" / "579344248a93")
+    _tiny_ir(models / "ssl" / "ssl_encoder_0123456789ab")
+    assert (effnet.parent / RECORD).is_file()
+    monkeypatch.setenv("POSTER_ASSETS_HOME", str(tmp_path / "home"))
+
+    statuses = {s.path.relative_to(models).as_posix(): s for s in verify_converted(models)}
+    assert set(statuses) == {"efficientnet_lite0/579344248a93", "ssl/ssl_encoder_0123456789ab"}
+    assert all(s.state == "ok" for s in statuses.values())
+    out = CliRunner().invoke(main, ["models", "verify"])
+    assert out.exit_code == 0, out.output
+    assert "efficientnet_lite0/579344248a93" in out.output
+
+    _swap_weights(effnet, seed=1)  # the weights changed; nothing else did
+    status = {s.path.name: s for s in verify_converted(models)}["579344248a93"]
+    assert status.state == "changed"
+    assert "model.bin has sha256" in status.reason and "converted again" in status.reason
+    out = CliRunner().invoke(main, ["models", "verify"])
+    assert out.exit_code == 1
+    assert "changed" in out.output and "do not match the sha256 recorded" in out.output
+    out = CliRunner().invoke(main, ["models", "list"])
+    assert out.exit_code == 0 and "changed" in out.output
+
+    # An IR written before records were kept is reported, not failed.
+    (models / "ssl" / "ssl_encoder_0123456789ab" / RECORD).unlink()
+    status = {s.path.name: s for s in verify_converted(models)}["ssl_encoder_0123456789ab"]
+    assert status.state == "unrecorded" and "train-encoder" in status.reason
+
+
+def test_the_ssl_encoder_runs_only_the_bytes_recorded_at_export(tmp_path: Path) -> None:
+    import numpy as np
+
+    from poster_assets.models.artifacts import RECORD, ArtifactChangedError, record_hashes
+    from poster_assets.models.ssl_encoder import SslEmbedder
+
+    xml = _tiny_ir(tmp_path / "ssl" / "ssl_encoder_0123456789ab")
+    cache = str(tmp_path / "ov_cache")  # shared by every embedder below, as in a home
+    images = [np.random.default_rng(i).integers(0, 256, (20, 14, 3), dtype=np.uint8) for i in range(4)]
+    before = SslEmbedder(xml, cache_dir=cache).embed(images)
+
+    _swap_weights(xml, seed=1)
+    with pytest.raises(ArtifactChangedError, match="model.bin"):
+        SslEmbedder(xml, cache_dir=cache)
+
+    # Bytes that do match a record (a re-export at the same path): the compile cache must not
+    # answer with the network compiled from the old bytes (OpenVINO keys a cached blob of a model
+    # compiled from a path by the path alone).
+    record_hashes(xml.parent)
+    after = SslEmbedder(xml, cache_dir=cache).embed(images)
+    fresh = SslEmbedder(xml, cache_dir=str(tmp_path / "empty_cache")).embed(images)
+    np.testing.assert_allclose(after, fresh, atol=1e-6)
+    assert np.abs(after - before).max() > 0.1
+
+    (xml.parent / RECORD).unlink()  # exported before records were kept: used, with a warning
+    np.testing.assert_allclose(SslEmbedder(xml, cache_dir=cache).embed(images), fresh, atol=1e-6)

@@ -139,3 +139,37 @@ def copy_home(dest: Path) -> PosterStore:
     shutil.copytree(template, dest, symlinks=True)
     (dest / "dagster").mkdir(exist_ok=True)
     return PosterStore(home=str(dest))
+
+
+def render_posters(out: Path, indices: tuple[int, ...], seed: int = 0) -> Path:
+    """Posters ``indices`` of the demo corpus of ``seed`` (the same pixels and encoder settings
+    as ``generate_corpus``) with their sidecar, without drawing the posters in between."""
+    from PIL import Image
+
+    from poster_assets.demo import plan_poster, render_poster
+
+    out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for index in indices:
+        rendered = render_poster(plan_poster(seed, index))
+        plan, image = rendered.plan, Image.fromarray(rendered.image)
+        if plan.format == "JPEG":
+            image.save(out / plan.file, "JPEG", quality=90, subsampling=2)
+        else:
+            image.save(out / plan.file, "PNG", compress_level=1)
+        rows.append({"file": plan.file, "title": plan.title, "genres": list(plan.genres), "year": plan.year})
+    (out / "sidecar.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return out
+
+
+def build_home(home: Path, corpus: Path) -> PosterStore:
+    """A home of its own for ``corpus`` (models linked to the shared folder), through
+    raw_posters -> foreground_masks -> foreground_embeddings -> faiss_index."""
+    (home / "dagster").mkdir(parents=True)
+    (home / "models").symlink_to(shared_models_dir(), target_is_directory=True)
+    store = PosterStore(home=str(home))
+    with dg.instance_for_test(temp_dir=str(home / "dagster")) as instance:
+        materialize_batch(store, instance, add_batch(store, instance, corpus))
+        materialize_index(store, instance)
+    shutil.rmtree(home / "dagster")
+    return store

@@ -75,6 +75,7 @@ def test_incremental_add_answers_like_a_rebuild():
         np.testing.assert_allclose(s1, s2, atol=1e-5)
 
 
+@pytest.mark.slow  # trains IVF indexes on 60k vectors
 def test_chosen_approximate_specs_reach_high_recall():
     x = _clustered(60_000, 64, clusters=300)
     queries = _clustered(300, 64, seed=3, clusters=300)
@@ -160,3 +161,53 @@ def test_search_with_fewer_posters_than_k_and_rebuild_hint():
     assert not index.should_rebuild()
     with pytest.raises(ValueError):
         index.add(np.zeros((2, 32), np.float32), _ids(2, 10))
+
+
+def _damage_meta(folder, how: str) -> None:
+    meta = folder / "meta.json"
+    if how == "binary garbage":
+        meta.write_bytes(b"\x00\xff\xfe garbage \x80" * 40)
+    elif how == "cut JSON":
+        meta.write_text(meta.read_text()[:57])
+    elif how == "a JSON list":
+        meta.write_text("[1, 2, 3]")
+    elif how == "a folder":
+        meta.unlink()
+        (meta / "inside").mkdir(parents=True)
+    elif how == "data not a name":
+        meta.write_text(json.dumps({"data": {"x": 1}, "files": []}))
+    elif how == "the index folder is a file":
+        import shutil
+
+        shutil.rmtree(folder)
+        folder.write_bytes(b"not a folder")
+
+
+@pytest.mark.parametrize(
+    "how",
+    [
+        "binary garbage",
+        "cut JSON",
+        "a JSON list",
+        "a folder",
+        "data not a name",
+        "the index folder is a file",
+    ],
+)
+def test_a_damaged_meta_json_never_blocks_saving_a_rebuilt_index(tmp_path, how: str) -> None:
+    # A damaged index is what a rebuild repairs: the save that ends the rebuild must not read
+    # the damaged meta.json first and fail on it (`poster-assets run --all` failed every time).
+    x, ids = _clustered(200, 64), _ids(200)
+    folder = tmp_path / "foreground"
+    build_index(x[:100], ids[:100], choose_index_spec(100, 64), kind="foreground").save(folder)
+    _damage_meta(folder, how)
+    if how != "the index folder is a file":
+        with pytest.raises(IndexCorruptError):
+            PosterIndex.load(folder)
+
+    build_index(x, ids, choose_index_spec(200, 64), kind="foreground", model_version="m@2").save(folder)
+    loaded = PosterIndex.load(folder)
+    assert (loaded.count, loaded.model_version, loaded.ids) == (200, "m@2", ids)
+    assert [h[0] for h in loaded.search(x[:3], 1)[1]] == ids[:3]
+    assert len(list(folder.glob("data-*"))) == 1  # nothing of the damaged generation is kept
+    assert not list(folder.glob(".tmp-*"))

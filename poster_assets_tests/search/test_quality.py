@@ -71,3 +71,38 @@ def test_near_duplicate_recall_with_the_pixel_baseline():
         return np.ones((len(batch), 8), np.float32)
 
     assert near_duplicate_recall(constant, images)["all"] <= 1 / len(images) + 1e-9
+
+
+def test_crop_tolerant_whole_image_similarity_tells_copies_from_other_pictures() -> None:
+    """The near-duplicate signal of search (``search.duplicates``): a resized, recompressed or
+    trimmed copy scores at least NEAR_DUPLICATE_MIN with its original's 256-px thumbnail,
+    a different photograph below it."""
+    from PIL import Image
+
+    from poster_assets.search.duplicates import NEAR_DUPLICATE_MIN, crop_tolerant_similarity, crop_vectors
+
+    images = sample_images()
+    thumbs = []
+    for im in images:
+        thumb = Image.fromarray(im)
+        thumb.thumbnail((256, 256))
+        thumbs.append(np.asarray(thumb))
+    # The summed-area crops agree with the pixels kind's own embedding of the same crop.
+    t = thumbs[0]
+    h, w = t.shape[:2]
+    boxes = np.array([[0, 0, w, h], [10, 6, w - 8, h - 12]])
+    vectors = crop_vectors(t, boxes)
+    assert vectors[0] @ raw_pixel_embedding(t) > 0.999
+    assert vectors[1] @ raw_pixel_embedding(np.ascontiguousarray(t[6 : h - 12, 10 : w - 8])) > 0.999
+
+    for variant in (
+        lambda im: jpeg_variant(resized_variant(im, 0.8), 60),
+        lambda im: jpeg_variant(cropped_variant(im, 0.05), 70),
+        lambda im: np.ascontiguousarray(im[: int(im.shape[0] * 0.93)]),  # the bottom 7 % cut off
+    ):
+        for i, im in enumerate(images):
+            copy = variant(im)
+            vector, aspect = raw_pixel_embedding(copy), copy.shape[1] / copy.shape[0]
+            scores = np.array([crop_tolerant_similarity(vector, aspect, t) for t in thumbs])
+            assert scores[i] >= NEAR_DUPLICATE_MIN, (i, scores[i])
+            assert np.delete(scores, i).max() < NEAR_DUPLICATE_MIN, i

@@ -19,6 +19,7 @@ from poster_assets.extract.versions import EMBEDDING_KINDS
 from poster_assets.search import html
 from poster_assets.search.api import SearchError, SearchHit, search
 from poster_assets.search.evaluate import evaluate_retrieval
+from poster_assets.storage.store import Store
 from poster_assets_tests.search import _pipeline as P
 
 # Runs EfficientNet-Lite0 on OpenVINO.
@@ -58,6 +59,7 @@ def test_a_posters_recompressed_copy_finds_that_poster_first(store, models, tmp_
         assert len(hits) == 3 and isinstance(hits[0], SearchHit)
         assert hits[0].poster_id == poster_id, kind
         assert hits[0].score > 0.9 and hits[0].score > hits[1].score, kind
+        assert hits[0].match == "near-duplicate" and [h.match for h in hits[1:]] == ["similar"] * 2, kind
         assert hits[0].title == title and hits[0].genres and hits[0].thumbnail_path.is_file()
 
 
@@ -158,6 +160,7 @@ def test_cli_search_and_search_quality(store, tmp_path: Path, monkeypatch: pytes
     assert out.exit_code == 0, out.output
     hits = json.loads(out.stdout)
     assert hits[0]["poster_id"] == poster_id and hits[0]["title"] == title and hits[0]["rank"] == 1
+    assert hits[0]["match"] == "near-duplicate" and hits[0]["duplicate_similarity"] > 0.98
     assert sheet.read_text(encoding="utf-8").count("data:image/jpeg;base64,") == 3  # query + 2 hits
 
     out = runner.invoke(main, ["search", "--kind", "poster"])
@@ -169,10 +172,11 @@ def test_cli_search_and_search_quality(store, tmp_path: Path, monkeypatch: pytes
 
 
 def test_a_missing_index_is_a_clear_error_telling_what_to_run(store, tmp_path: Path) -> None:
-    # Last in this module: it removes the indexes of the shared copy.
+    # Last in this module: it removes the indexes of the shared copy. The embeddings are there,
+    # so rebuilding the index from them is what to run (test_search_assets runs the advice).
     poster_id = _posters(store)[0][0]
     shutil.rmtree(store.home_path / "indexes" / "poster")
-    with pytest.raises(SearchError, match=r"no poster index .*run `poster-assets run`"):
+    with pytest.raises(SearchError, match=r"poster index .* is missing .*run `poster-assets rebuild-index`"):
         search(query_poster_id=poster_id, kind="poster", store=store)
     assert search(query_poster_id=poster_id, kind="pixels", k=1, store=store)  # others still answer
 
@@ -181,4 +185,9 @@ def test_a_missing_index_is_a_clear_error_telling_what_to_run(store, tmp_path: P
         ["search", "--poster-id", poster_id, "--kind", "poster"],
         env={"POSTER_ASSETS_HOME": str(store.home_path)},
     )
-    assert out.exit_code == 1 and "poster-assets run" in out.output
+    assert out.exit_code == 1 and "poster-assets rebuild-index" in out.output
+
+    # Nothing ingested at all: ingest and run build it.
+    empty = Store.at(tmp_path / "empty")
+    with pytest.raises(SearchError, match=r"no foreground index .*`poster-assets run` .*ingest"):
+        search(query_poster_id=poster_id, kind="foreground", store=empty)

@@ -228,3 +228,84 @@ def test_the_weights_are_a_source_asset_and_the_jobs_run_embeddings_and_indexes(
         in defs.resolve_job_def("batch_job").asset_layer.executable_asset_keys
     )
     assert dg.AssetKey("faiss_index") in defs.resolve_job_def("corpus_job").asset_layer.executable_asset_keys
+
+
+def test_a_garbage_meta_json_is_rebuilt_by_the_next_materialization(env) -> None:
+    # `poster-assets run --all` failed every time here: the save of the rebuilt index read the
+    # garbage meta.json first.
+    store, instance = env
+    folder = index_dir(store, "poster")
+    (folder / "meta.json").write_bytes(b"\x00garbage\xff" * 50)
+    result = P.materialize_index(store, instance)
+    meta = P.materialization(result, "faiss_index")
+    assert meta["poster_mode"] == "build" and "unreadable" in meta["poster_reason"]
+    assert meta["foreground_mode"] == meta["pixels_mode"] == "unchanged"
+    assert P.check_passed(result, "recall_at_10_vs_exact")
+    assert PosterIndex.load(folder).count == N
+
+
+def _as_if_run_before(instance: dg.DagsterInstance, batches: list[str]) -> None:
+    """Record every batch and corpus asset as materialized, parents first, as a finished
+    `poster-assets run` leaves the instance: nothing is missing or stale for Dagster."""
+    from poster_assets.cli import runs
+
+    defs = runs.definitions()
+    batch_keys = defs.resolve_job_def("batch_job").asset_layer.executable_asset_keys
+    corpus_keys = defs.resolve_job_def("corpus_job").asset_layer.executable_asset_keys
+    for key in defs.resolve_asset_graph().toposorted_asset_keys:
+        if key in batch_keys:
+            for batch in batches:
+                instance.report_runless_asset_event(dg.AssetMaterialization(key, partition=batch))
+        elif key in corpus_keys:
+            instance.report_runless_asset_event(dg.AssetMaterialization(key))
+
+
+def test_a_damaged_index_file_is_repaired_by_the_command_its_search_error_names(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import re
+    import shlex
+
+    from click.testing import CliRunner
+
+    from poster_assets.cli import main, runs
+    from poster_assets.search.api import SearchError, search
+
+    store = P.copy_home(tmp_path / "home")
+    monkeypatch.setenv("POSTER_ASSETS_HOME", str(store.home_path))
+    monkeypatch.setenv("DAGSTER_HOME", str(store.home_path / "dagster"))
+    _as_if_run_before(runs.instance(), P.register_batches(store, runs.instance()))
+    poster_id = store.db.query("SELECT min(poster_id) FROM raw_posters")[0][0]
+
+    (data,) = index_dir(store, "foreground").glob("data-*")
+    index_file = data / "index.faiss"
+    index_file.write_bytes(index_file.read_bytes()[: index_file.stat().st_size // 2])  # truncated
+    with pytest.raises(SearchError) as err:
+        search(query_poster_id=poster_id, kind="foreground", store=store)
+
+    # `poster-assets run` has nothing to do: the batches and the index were all materialized.
+    out = CliRunner().invoke(main, ["run"])
+    assert out.exit_code == 0, out.output
+    with pytest.raises(SearchError):
+        search(query_poster_id=poster_id, kind="foreground", store=store)
+
+    # What the error says to run repairs it.
+    command = re.search(r"`(poster-assets [^`]+)`", str(err.value)).group(1)
+    out = CliRunner().invoke(main, shlex.split(command)[1:])
+    assert out.exit_code == 0, out.output
+    hits = search(query_poster_id=poster_id, kind="foreground", store=store)
+    assert len(hits) == N - 1 and poster_id not in {h.poster_id for h in hits}
+    assert "is damaged" in str(err.value) and command == "poster-assets rebuild-index"
+    assert re.search(r"foreground\s+build\s+6\s+saved index unreadable", out.output), out.output
+
+    # A deleted index: the same advice, and it works too.
+    shutil.rmtree(index_dir(store, "pixels"))
+    with pytest.raises(SearchError, match=r"pixels index .* is missing.*`poster-assets rebuild-index`"):
+        search(query_poster_id=poster_id, kind="pixels", store=store)
+    # --kind rebuilds an index that reads fine as well; the others only get what they lack.
+    out = CliRunner().invoke(main, ["rebuild-index", "--kind", "poster"])
+    assert out.exit_code == 0, out.output
+    assert re.search(r"poster\s+build\s+6\s+a rebuild was requested", out.output), out.output
+    assert re.search(r"pixels\s+build", out.output) and re.search(r"foreground\s+unchanged", out.output)
+    assert not list(index_dir(store, "poster").glob("rebuild-requested"))
+    assert len(search(query_poster_id=poster_id, kind="pixels", store=store)) == N - 1

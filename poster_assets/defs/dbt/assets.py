@@ -5,22 +5,26 @@ inside Dagster nothing else holds the file while dbt builds. A person's query at
 (``poster-assets sql``, a notebook) can still hold it, and dbt-duckdb then stops before any node
 runs; the step asks Dagster to retry it (``RetryRequested``), and only for that reason: a failed
 dbt test is an answer, not a hiccup.
+
+Each build writes its artifacts and ``dbt.log`` to its own folder under the store's home
+(``<home>/dbt/target/sql_models-<run>-<id>``), never into the dbt project, which may be read-only.
 """
 
 import json
 import shutil
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, dbt_assets
 
-from poster_assets.defs.dbt.project import poster_dbt_project
+from poster_assets.defs.dbt.project import poster_dbt_project, run_target_dir
 from poster_assets.defs.resources import DB_POOL, ModelsResource, PosterStore
 from poster_assets.extract.versions import current_versions, record_current_versions
 
-# dagster-dbt gives each invocation its own target folder (about 2 MB: manifest, logs, results).
+# Each invocation has its own target folder (about 2 MB: manifest, logs, results).
 _KEEP_RUN_FOLDERS = 10
 _LOCK_HELD = "could not set lock on file"
 _LOCK_RETRIES = 4
@@ -38,6 +42,21 @@ def prune_run_folders(target: Path, prefix: str, keep: int = _KEEP_RUN_FOLDERS) 
     for path in removed:
         shutil.rmtree(path, ignore_errors=True)
     return removed
+
+
+def build_target(home: Path, op_name: str, run_id: str) -> Path:
+    """A new target folder for one dbt invocation under ``<home>/dbt/target`` (dbt's artifacts and,
+    through DBT_LOG_PATH, which dagster-dbt sets to the target folder, its log), named as
+    dagster-dbt names them; older ones are pruned. It starts with the manifest's partial-parse
+    state, so dbt does not parse the whole project again when that state still holds."""
+    runs = run_target_dir(home)
+    prune_run_folders(runs, op_name)
+    target = runs / f"{op_name}-{run_id[:7]}-{uuid.uuid4().hex[:7]}"
+    target.mkdir(parents=True)
+    partial = Path(poster_dbt_project.manifest_path).with_name("partial_parse.msgpack")
+    if partial.exists():
+        shutil.copyfile(partial, target / partial.name)
+    return target
 
 
 class _Translator(DagsterDbtTranslator):
@@ -63,9 +82,11 @@ def sql_models(
     Before the build, the ``current_versions`` table is rewritten from the models in use, so
     the marts take exactly the values the extractors call current."""
     record_current_versions(store.db, current_versions(models))
-    prune_run_folders(Path(poster_dbt_project.project_dir) / poster_dbt_project.target_path, context.op.name)
+    target = build_target(store.home_path, context.op.name, context.run.run_id)
     db_path = json.dumps({"db_path": str(store.db_path)})
-    invocation = dbt.cli(["build", "--vars", db_path], context=context, raise_on_error=False)
+    invocation = dbt.cli(
+        ["build", "--vars", db_path], context=context, target_path=target, raise_on_error=False
+    )
     produced = False
     for event in invocation.stream():
         produced = True

@@ -1,4 +1,11 @@
-"""The dbt project in ``dbt/`` and its manifest, which the dbt assets need before they load.
+"""The dbt project in ``dbt/``, its manifest (which the dbt assets need before they load) and
+where dbt writes.
+
+Nothing the product writes at run time goes into the source tree: each ``dbt build`` gets its
+own target folder, with its logs, under ``<home>/dbt/target/`` (``run_target_dir``). The
+manifest is a build artifact: it lives in ``dbt/target`` when this process may write there (a
+checkout, ``make install``), else in ``<home>/dbt/manifest-<hash of the project's path>/``, so an
+install the user cannot write to still works (``manifest_target``).
 
 ``dbt/target`` is not committed, so a fresh clone has no manifest. ``dagster dev`` (``make ui``)
 parses the project on start through ``prepare_if_dev``; the CLI and the tests call
@@ -7,13 +14,39 @@ parses the project on start through ``prepare_if_dev``; the CLI and the tests ca
 
 from __future__ import annotations
 
+import hashlib
+import os
 import sys
 from pathlib import Path
 
 from dagster_dbt import DbtProject
 
+from poster_assets import settings
+
 DBT_PROJECT_DIR = Path(__file__).resolve().parents[3] / "dbt"
 _PROJECT_FILES = ("dbt_project.yml", "profiles.yml", "models", "macros", "tests")
+_OWN_TARGET = Path("target")
+
+
+def _writable(folder: Path) -> bool:
+    """Whether this process may create files in ``folder``, or create it."""
+    while not folder.exists():
+        folder = folder.parent
+    return os.access(folder, os.W_OK | os.X_OK)
+
+
+def manifest_target(project_dir: Path = DBT_PROJECT_DIR, home: Path | None = None) -> Path:
+    """The target folder the manifest is prepared in and loaded from: the project's own
+    ``target`` (relative, as dbt has it) when writable, else a folder under the home."""
+    if _writable(project_dir / _OWN_TARGET):
+        return _OWN_TARGET
+    key = hashlib.sha256(str(project_dir.resolve()).encode()).hexdigest()[:12]
+    return (home or settings.home_dir()) / "dbt" / f"manifest-{key}"
+
+
+def run_target_dir(home: Path) -> Path:
+    """Where each ``dbt build`` gets its own target folder (artifacts and ``dbt.log``)."""
+    return home / "dbt" / "target"
 
 
 def dbt_executable() -> str:
@@ -33,7 +66,7 @@ def manifest_is_stale(project: DbtProject) -> bool:
     return any(f.is_file() and f.stat().st_mtime > built for f in files)
 
 
-poster_dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR)
+poster_dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR, target_path=manifest_target())
 poster_dbt_project.prepare_if_dev()
 
 
