@@ -1,1 +1,1 @@
-"""defs"""
+"""Dagster definitions only, one folder per domain; ``poster_assets.definitions`` loads them all."""

@@ -1,1 +1,1 @@
-"""vision"""
+"""Pure image math: text ink, title choice, depth layers and roles, classical fallbacks, previews."""
