@@ -143,6 +143,7 @@ def _only_batch(state: str) -> str:
     return name
 
 
+@pytest.mark.slow
 def test_interrupted_batch_is_listed_named_by_ingest_retried_and_abandoned(
     home: Path, posters: Path, tmp_path: Path
 ) -> None:
@@ -248,6 +249,7 @@ def _fake_extraction(store: Store, batch: str, poster_id: str) -> str:
     return path
 
 
+@pytest.mark.slow
 def test_abandon_keeps_what_another_batch_holds(home: Path, posters: Path, tmp_path: Path) -> None:
     store = Store.at()
     assert cli("ingest", str(posters)).exit_code == 0

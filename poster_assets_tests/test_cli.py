@@ -18,13 +18,27 @@ from poster_assets.models.hub import Models
 from poster_assets.storage.store import Store
 
 
-@pytest.fixture
-def ingested(tmp_path: Path, home: Path) -> Path:
-    folder = tmp_path / "broken"
+@pytest.fixture(scope="module")
+def _ingested_home(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """One home with the bad-inputs folder ingested through the CLI, shared by the read-only tests."""
+    root = tmp_path_factory.mktemp("cli")
+    home, folder = root / "home", root / "broken"
+    (home / "dagster").mkdir(parents=True)
     write_bad_inputs(folder)
-    result = CliRunner().invoke(main, ["ingest", str(folder)])
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("POSTER_ASSETS_HOME", str(home))
+        mp.setenv("DAGSTER_HOME", str(home / "dagster"))
+        result = CliRunner().invoke(main, ["ingest", str(folder)])
     assert result.exit_code == 0, result.output
     assert "quarantined zero_bytes.jpg: empty file" in result.output
+    return home, folder
+
+
+@pytest.fixture
+def ingested(_ingested_home: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) -> Path:
+    home, folder = _ingested_home
+    monkeypatch.setenv("POSTER_ASSETS_HOME", str(home))
+    monkeypatch.setenv("DAGSTER_HOME", str(home / "dagster"))
     return folder
 
 

@@ -46,6 +46,7 @@ def records(corpus) -> list[dict]:
     return _jsonl(corpus / "ground_truth.jsonl")
 
 
+@pytest.mark.slow
 def test_same_seed_gives_identical_bytes_whatever_the_worker_count(corpus, tmp_path):
     # A second run in two worker processes with a smaller n: poster i depends on (seed, i) alone.
     again = generate_corpus(tmp_path, n=6, seed=0, workers=2)

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import dagster as dg
+import pytest
 
 from poster_assets.cli.runs import ensure_instance_config, fail_orphaned_runs
 from poster_assets.defs.resources import DB_POOL
@@ -31,6 +32,7 @@ _HANGING_WRITER = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_a_killed_run_is_failed_and_gives_its_pool_slot_back(tmp_path: Path, monkeypatch) -> None:
     home = tmp_path / "dagster"
     home.mkdir()

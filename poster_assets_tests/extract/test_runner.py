@@ -4,6 +4,8 @@ any number of runs may write the same chunk."""
 import multiprocessing as mp
 from pathlib import Path
 
+import pytest
+
 from poster_assets.defs.resources import PosterStore
 from poster_assets.demo.bad_inputs import write_bad_inputs
 from poster_assets.extract.runner import Outcome, _write_chunk, batch_posters, batched, run_extraction
@@ -109,6 +111,7 @@ def _embed_concurrently(db_path: str, batch: str, both_planned, results) -> None
     results.put(stats.processed)
 
 
+@pytest.mark.slow
 def test_two_concurrent_runs_writing_the_same_chunks_both_finish(tmp_path: Path, store: PosterStore) -> None:
     batch = _ingested(tmp_path, store)
     ok = len(batch_posters(store.db, batch))

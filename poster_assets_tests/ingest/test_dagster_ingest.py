@@ -5,6 +5,7 @@ import time
 from pathlib import Path
 
 import dagster as dg
+import pytest
 
 from poster_assets.defs.ingest.assets import raw_posters
 from poster_assets.defs.ingest.sensors import inbox_sensor
@@ -104,6 +105,7 @@ def test_sensor_requests_a_run_for_new_files_only(store: PosterStore, instance) 
     assert isinstance(later, dg.SensorResult) and len(later.run_requests) == 1
 
 
+@pytest.mark.slow
 def test_workspace_loads_in_dagster_tooling() -> None:
     """What `dagster dev -w workspace.yaml` does first: load and validate the code location."""
     root = Path(__file__).resolve().parents[2]

@@ -383,6 +383,7 @@ def test_extended_bad_inputs_every_file_accounted_for(tmp_path: Path, store: Pos
     assert write_bad_inputs(tmp_path / "in", extended=True) == expected
 
 
+@pytest.mark.slow
 def test_cli_bad_inputs_then_ingest_accounts_for_every_file(tmp_path: Path, home: Path) -> None:
     folder = tmp_path / "bad"
     made = CliRunner().invoke(main, ["bad-inputs", str(folder)])

@@ -73,6 +73,7 @@ def test_near_duplicate_recall_with_the_pixel_baseline():
     assert near_duplicate_recall(constant, images)["all"] <= 1 / len(images) + 1e-9
 
 
+@pytest.mark.slow
 def test_crop_tolerant_whole_image_similarity_tells_copies_from_other_pictures() -> None:
     """The near-duplicate signal of search (``search.duplicates``): a resized, recompressed or
     trimmed copy scores at least NEAR_DUPLICATE_MIN with its original's 256-px thumbnail,

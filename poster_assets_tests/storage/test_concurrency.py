@@ -25,6 +25,7 @@ def _ingest(home: str, folder: str) -> int:
     return ingest_batch(store.db, store.blobs, manifest).new_rows
 
 
+@pytest.mark.slow
 def test_second_writer_waits_instead_of_failing(tmp_path: Path, store: PosterStore) -> None:
     store.db.ensure_schema()
     write_bad_inputs(tmp_path / "in")
@@ -56,6 +57,7 @@ def test_killed_writer_leaves_no_partial_rows(tmp_path: Path, store: PosterStore
     assert store.db.query("SELECT count(*) FROM extractions")[0][0] == 0
 
 
+@pytest.mark.slow
 def test_busy_database_error_is_clear(tmp_path: Path, store: PosterStore) -> None:
     from poster_assets.storage.database import DatabaseBusyError
 

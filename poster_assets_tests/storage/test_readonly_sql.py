@@ -43,6 +43,7 @@ def _write_one_row(db_path: str, ready, go, out) -> None:
     out.put(time.monotonic() - t0)
 
 
+@pytest.mark.slow
 def test_a_long_read_is_interrupted_so_a_waiting_writer_gets_the_file(db: Database) -> None:
     ctx = mp.get_context("spawn")
     ready, go, waited = ctx.Event(), ctx.Event(), ctx.Queue()
