@@ -12,13 +12,11 @@ from dataclasses import dataclass, field
 from poster_assets.extract.versions import CurrentVersions
 from poster_assets.storage.blobs import BlobStore
 from poster_assets.storage.database import Database
+from poster_assets.storage.schema import BLOB_PATH_COLUMNS
 
 # table -> columns holding blob paths
 EXTRACTOR_TABLES: dict[str, tuple[str, ...]] = {
-    "ocr_text": (),
-    "depth_maps": ("depth_path",),
-    "foreground_masks": ("mask_path",),
-    "layer_masks": ("labels_path",),
+    t: BLOB_PATH_COLUMNS.get(t, ()) for t in ("ocr_text", "depth_maps", "foreground_masks", "layer_masks")
 }
 # One row per (poster, kind, version); each kind is current at its own version.
 EMBEDDINGS_TABLE = "foreground_embeddings"

@@ -20,6 +20,7 @@ from pathlib import Path
 from poster_assets.ingest.batches import BatchManifest, FileEntry
 from poster_assets.storage.blobs import BlobStore
 from poster_assets.storage.database import Database
+from poster_assets.storage.schema import BLOB_PATH_COLUMNS
 
 log = logging.getLogger(__name__)
 
@@ -46,15 +47,18 @@ EXTRACTORS: dict[str, str] = {
 # Tables holding per-poster values, keyed by poster_id, and their columns of blob paths
 # (relative to the home folder). raw_posters is handled by batch, not by poster.
 POSTER_TABLES: dict[str, tuple[str, ...]] = {
-    "extractions": (),
-    "ocr_text": (),
-    "depth_maps": ("depth_path",),
-    "foreground_masks": ("mask_path",),
-    "layer_masks": ("labels_path",),
-    "foreground_embeddings": (),
-    "poster_neighbors": (),
+    t: BLOB_PATH_COLUMNS.get(t, ())
+    for t in (
+        "extractions",
+        "ocr_text",
+        "depth_maps",
+        "foreground_masks",
+        "layer_masks",
+        "foreground_embeddings",
+        "poster_neighbors",
+    )
 }
-RAW_PATH_COLUMNS = ("original_path", "thumbnail_path")
+RAW_PATH_COLUMNS = BLOB_PATH_COLUMNS["raw_posters"]
 
 
 @dataclass(frozen=True)

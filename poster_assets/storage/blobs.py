@@ -23,7 +23,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from poster_assets.storage.files import atomic_write
+from poster_assets.storage.files import atomic_write, file_sha256
 
 _CHUNK = 1 << 20
 # ioctl(dest, FICLONE, src) from linux/fs.h: share src's extents copy-on-write (a reflink).
@@ -96,17 +96,6 @@ def copy_hashed(source: Path, target: Path) -> str:
         return digest.hexdigest()
 
 
-def _hash_file(path: Path) -> str | None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except FileNotFoundError:
-        return None
-    try:
-        return _sha256_of(fd)
-    finally:
-        os.close(fd)
-
-
 class BlobStore:
     def __init__(self, home: Path) -> None:
         self.home = Path(home)
@@ -141,7 +130,9 @@ class BlobStore:
         """
         rel = self.relpath(kind, key, suffix)
         target = self.abspath(rel)
-        if target.exists() and (expected_sha256 is None or _hash_file(target) == expected_sha256):
+        if target.exists() and (
+            expected_sha256 is None or file_sha256(target, use_cache=False) == expected_sha256
+        ):
             return rel
         self.copy_in(source, target, expected_sha256)
         return rel

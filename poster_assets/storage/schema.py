@@ -150,6 +150,15 @@ CREATE TABLE IF NOT EXISTS current_versions (
 );
 """
 
+# Columns holding blob paths (relative to the home folder), per table: what gc and abandoning a
+# batch must delete with the rows.
+BLOB_PATH_COLUMNS: dict[str, tuple[str, ...]] = {
+    "raw_posters": ("original_path", "thumbnail_path"),
+    "depth_maps": ("depth_path",),
+    "foreground_masks": ("mask_path",),
+    "layer_masks": ("labels_path",),
+}
+
 SCHEMA_SQL = (
     RAW_POSTERS
     + EXTRACTIONS
