@@ -1,7 +1,8 @@
-"""Jobs that span domains."""
+"""Jobs that span domains (they run with the executor in ``executor.py``)."""
 
 import dagster as dg
 
+from poster_assets.defs.dbt.assets import SQL_MODEL_CHECKS
 from poster_assets.defs.partitions import batch_partitions
 
 # Groups whose assets are per-poster and partitioned by ingest batch.
@@ -9,7 +10,8 @@ BATCH_GROUPS = ("ingest", "extract", "embed")
 
 batch_job = dg.define_asset_job(
     "batch_job",
-    selection=dg.AssetSelection.groups(*BATCH_GROUPS),
+    # The dbt tests of raw_posters and the extractors are checks on them that `dbt build` runs.
+    selection=dg.AssetSelection.groups(*BATCH_GROUPS) - SQL_MODEL_CHECKS,
     partitions_def=batch_partitions,
     description="Ingest one batch and run every per-poster extractor on it.",
 )
@@ -19,7 +21,7 @@ CORPUS_GROUPS = ("search", "sql")
 
 corpus_job = dg.define_asset_job(
     "corpus_job",
-    selection=dg.AssetSelection.groups(*CORPUS_GROUPS),
+    selection=dg.AssetSelection.groups(*CORPUS_GROUPS) | SQL_MODEL_CHECKS,
     description="Rebuild the corpus-wide assets (similarity indexes, dbt models and their tests).",
 )
 

@@ -19,7 +19,7 @@ import duckdb
 import pytest
 from dagster_dbt import DbtCliResource, DbtProject
 
-from poster_assets.defs.dbt.assets import prune_run_folders, sql_models
+from poster_assets.defs.dbt.assets import SQL_MODEL_CHECKS, prune_run_folders, sql_models
 from poster_assets.defs.dbt.project import (
     DBT_PROJECT_DIR,
     dbt_executable,
@@ -55,8 +55,10 @@ def sql_store(extracted: tuple[Path, Path], store: PosterStore) -> PosterStore:
 
 
 def _build(store: PosterStore, instance) -> dg.ExecuteInProcessResult:
+    """A build of every model and every check the step reports (as ``corpus_job`` selects them)."""
     return dg.materialize(
         [sql_models],
+        selection=dg.AssetSelection.assets(sql_models) | SQL_MODEL_CHECKS,
         instance=instance,
         resources={
             "dbt": DbtCliResource(project_dir=poster_dbt_project, dbt_executable=dbt_executable()),
@@ -219,22 +221,112 @@ def test_broken_rows_fail_the_right_dbt_tests(sql_store: PosterStore, instance) 
             "INSERT INTO extractions SELECT * REPLACE ('no-such-poster' AS poster_id) "
             "FROM extractions LIMIT 1"
         )
-    result = _build(sql_store, instance)
-    assert not result.success
 
-    statuses = _dbt_results(result, sql_store)
-    failed = {name for name, status in statuses.items() if status in {"fail", "error"}}
-    expected = (
-        "source_at_most_one_per_group_poster_store_layer_masks",
-        "source_relationships_poster_store_extractions",
-    )
-    assert all(any(n.startswith(e) for n in failed) for e in expected), failed
-    assert len(failed) == 2, failed
-    # A failing source test stops the build before the marts: nothing is published over bad inputs.
+    def failures(result: dg.ExecuteInProcessResult) -> tuple[dict[str, str], set[tuple[str, str]]]:
+        """dbt's status per node, and the (asset, check) pairs that failed."""
+        assert not result.success
+        failed = {
+            (c.asset_key.to_user_string(), c.check_name)
+            for c in result.get_asset_check_evaluations()
+            if not c.passed
+        }
+        return _dbt_results(result, sql_store), failed
+
+    # The failing source test is a failed check on the asset that wrote the bad rows, and it
+    # stops the build at the staging models over that source: nothing is built on bad inputs.
+    statuses, failed = failures(_build(sql_store, instance))
+    assert failed == {("layer_masks", "layer_masks_one_layer_per_role")}
+    assert {name for name, status in statuses.items() if status in {"fail", "error"}} == {
+        "layer_masks_one_layer_per_role"
+    }
+    assert statuses["stg_extractions"] == statuses["extractions_poster_ingested"] == "skipped"
     assert statuses["poster_annotations"] == "skipped"
-    assert not result.asset_materializations_for_node("sql_models") or all(
-        "marts" not in m.asset_key.path for m in result.asset_materializations_for_node("sql_models")
-    )
+
+    # With the layers repaired, the stray extraction record fails its test on stg_extractions,
+    # and the marts are not published over it.
+    with sql_store.db.transaction() as conn:
+        conn.execute("DELETE FROM layer_masks WHERE layer_index = 99")
+    result = _build(sql_store, instance)
+    statuses, failed = failures(result)
+    assert failed == {("staging/stg_extractions", "extractions_poster_ingested")}
+    assert statuses["poster_annotations"] == "skipped"
+    built = {m.asset_key.to_user_string() for m in result.asset_materializations_for_node("sql_models")}
+    assert built == {"staging/stg_posters", "staging/stg_extractions"}
+
+
+def _dbt_tests() -> dict[str, dict]:
+    """Test name -> its node in the manifest the definitions load."""
+    manifest = json.loads(Path(poster_dbt_project.manifest_path).read_text())
+    return {n["name"]: n for n in manifest["nodes"].values() if n["resource_type"] == "test"}
+
+
+def _column_types(schema: dg.TableSchema) -> list[tuple[str, str]]:
+    return [(c.name, c.type) for c in schema.columns]
+
+
+def test_every_dbt_test_is_a_check_on_the_asset_it_tests_named_and_described_as_in_dbt() -> None:
+    from poster_assets.cli.runs import definitions
+
+    graph = definitions().resolve_asset_graph()
+    tests = _dbt_tests()
+    specs = {spec.name: spec for spec in sql_models.check_specs}
+    # Every dbt test (on sources and singular ones too) is a check named as its `name:`, and says
+    # what it guards (its `description:`).
+    assert set(specs) == set(tests)
+    assert all(specs[name].description == test["description"] != "" for name, test in tests.items())
+
+    def checks_on(*path: str) -> set[str]:
+        return {c.name for c in graph.asset_check_keys if c.asset_key == dg.AssetKey(list(path))}
+
+    assert checks_on("raw_posters") == {"raw_posters_id_present", "raw_posters_status_known"}
+    assert {"layer_masks_one_layer_per_role", "layer_masks_role_known"} <= checks_on("layer_masks")
+    assert "ocr_text_confidence_in_0_1" in checks_on("ocr_text")
+    assert "foreground_masks_area_in_0_1" in checks_on("foreground_masks")
+    assert checks_on("marts", "extraction_coverage") == {
+        "coverage_adds_up",
+        "extraction_coverage_asset_known",
+        "extraction_coverage_asset_present",
+        "extraction_coverage_missing_not_negative",
+        "extraction_coverage_one_current_version",
+        "extraction_coverage_one_row_per_version",
+    }
+    # The `extractions` table's tests are on the model that reads it; no stray source asset.
+    on_extractions = checks_on("staging", "stg_extractions")
+    assert {"extractions_poster_ingested", "extractions_asset_known"} <= on_extractions
+    assert not [k for k in graph.get_all_asset_keys() if k.path[0] == "poster_store"]
+    # Every model's definition documents its columns with their types.
+    for spec in sql_models.specs:
+        columns = spec.metadata["dagster/column_schema"].columns
+        assert columns and all(c.type != "?" and c.description for c in columns), spec.key
+
+
+@pytest.mark.slow
+def test_a_build_reports_checks_row_counts_and_column_schemas(sql_store: PosterStore, instance) -> None:
+    result = _build(sql_store, instance)
+    assert result.success
+    logs = instance.all_logs(result.run_id)
+    # Each dbt test comes back as its check's result: no observations, nothing let through unselected.
+    kinds = [e.dagster_event.event_type_value for e in logs if e.dagster_event]
+    assert "ASSET_OBSERVATION" not in kinds and "ASSET_CHECK_EVALUATION" in kinds
+    assert not [e.user_message for e in logs if "not selected" in e.user_message]
+    evaluations = {c.asset_check_key: c for c in result.get_asset_check_evaluations()}
+    assert set(evaluations) == set(sql_models.check_keys)
+    assert all(c.passed for c in evaluations.values()), [k for k, c in evaluations.items() if not c.passed]
+    assert dg.AssetCheckKey(dg.AssetKey("raw_posters"), "raw_posters_status_known") in evaluations
+    assert dg.AssetCheckKey(dg.AssetKey(["marts", "extraction_coverage"]), "coverage_adds_up") in evaluations
+
+    # Every model's materialization: its size and its columns with DuckDB's types, as the database
+    # has them now, and as the definitions (dbt's YAML) document them.
+    materializations = result.asset_materializations_for_node("sql_models")
+    assert {m.asset_key for m in materializations} == set(sql_models.keys)
+    declared = {spec.key: spec.metadata["dagster/column_schema"] for spec in sql_models.specs}
+    for m in materializations:
+        relation = ".".join(m.asset_key.path)  # staging.stg_posters, marts.poster_annotations, ...
+        ((rows,),) = sql_store.db.query(f"SELECT count(*) FROM {relation}")
+        described = [(name, kind) for name, kind, *_ in sql_store.db.query(f"DESCRIBE {relation}")]
+        assert m.metadata["dagster/row_count"].value == rows > 0, m.asset_key
+        assert _column_types(m.metadata["dagster/column_schema"].schema) == described, m.asset_key
+        assert _column_types(declared[m.asset_key]) == described, m.asset_key
 
 
 def _tree(root: Path) -> dict[str, tuple[int, int]]:

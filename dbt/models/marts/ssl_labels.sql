@@ -26,7 +26,7 @@ labelled as (
         1.0 - least(1.0, foreground_area / 0.5) as foreground_term,
         case when ocr_lines = 0 then 1.0 else 1.0 - least(1.0, greatest(0.0, ocr_mean_confidence)) end
             as ocr_term,
-        case coalesce(title_placement, 'none') when 'middle' then 1.0 when 'none' then 0.5 else 0.0 end
+        (case coalesce(title_placement, 'none') when 'middle' then 1.0 when 'none' then 0.5 else 0.0 end)::double
             as placement_term,
         layers_version,
         foreground_version,

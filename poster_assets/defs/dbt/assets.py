@@ -8,21 +8,35 @@ dbt test is an answer, not a hiccup.
 
 Each build writes its artifacts and ``dbt.log`` to its own folder under the store's home
 (``<home>/dbt/target/sql_models-<run>-<id>``), never into the dbt project, which may be read-only.
+
+Every dbt data test is an asset check named as the test (each has an explicit ``name:`` and
+``description:`` in the project's YAML): tests on a model are checks on that model, tests on a
+source (``raw_posters``, ``ocr_text``, ...) are checks on the Dagster asset that writes it, which
+this multi-asset runs and reports as its own (``enable_source_tests_as_checks``).
+
+Each model's materialization carries ``dagster/row_count`` and ``dagster/column_schema`` (DuckDB's
+own types, dbt's column descriptions), read from the database once dbt has exited: dbt-duckdb
+holds the file for the whole build, and dagster-dbt's ``fetch_row_counts`` /
+``fetch_column_metadata`` give no counts for views and dbt's adapter types (``character
+varying(256)`` for a ``VARCHAR[]``). So the step holds the build's events until then and yields
+them in dbt's order; dbt's own log still streams to the step's stdout while it runs.
 """
 
 import json
 import shutil
 import time
 import uuid
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
-from dagster_dbt import DagsterDbtTranslator, DbtCliResource, dbt_assets
+from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, dbt_assets
 
 from poster_assets.defs.dbt.project import poster_dbt_project, run_target_dir
 from poster_assets.defs.resources import DB_POOL, ModelsResource, PosterStore
 from poster_assets.extract.versions import current_versions, record_current_versions
+from poster_assets.storage.database import Database, DatabaseBusyError
 
 # Each invocation has its own target folder (about 2 MB: manifest, logs, results).
 _KEEP_RUN_FOLDERS = 10
@@ -64,11 +78,67 @@ class _Translator(DagsterDbtTranslator):
         # Rebuild after upstream extractors update, once the corpus automation sensor is on.
         return dg.AutomationCondition.eager()
 
+    def get_asset_check_spec(
+        self, asset_spec: dg.AssetSpec, manifest: Mapping[str, Any], unique_id: str, project: Any
+    ) -> dg.AssetCheckSpec | None:
+        spec = super().get_asset_check_spec(asset_spec, manifest, unique_id, project)
+        # dagster-dbt takes a check's description from the test's `meta`; ours is the test's own
+        # `description:` (what it guards).
+        description = manifest["nodes"][unique_id].get("description")
+        return spec._replace(description=description) if spec and description else spec
+
+
+def _model_table_metadata(db: Database, models: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """dbt unique_id -> ``dagster/row_count`` and ``dagster/column_schema`` of each model's table
+    or view as the database holds it now: DuckDB's own column types, dbt's column descriptions."""
+    found = {}
+    with db.connect(read_only=True) as conn:
+        for node in models:
+            relation = f'"{node["schema"]}"."{node["alias"]}"'
+            described = conn.execute(f"DESCRIBE {relation}").fetchall()
+            (rows,) = conn.execute(f"SELECT count(*) FROM {relation}").fetchone()
+            docs = node.get("columns", {})
+            columns = [
+                dg.TableColumn(
+                    name,
+                    kind,
+                    description=docs.get(name, {}).get("description") or None,
+                    constraints=dg.TableColumnConstraints(nullable=null == "YES"),
+                )
+                for name, kind, null, *_ in described
+            ]
+            found[node["unique_id"]] = {
+                "dagster/row_count": int(rows),
+                "dagster/column_schema": dg.TableSchema(columns=columns),
+            }
+    return found
+
+
+def _with_table_metadata(
+    context: dg.AssetExecutionContext, events: list[Any], manifest: Mapping[str, Any], db: Database
+) -> Iterator[Any]:
+    """``events`` with each model's Output given its row count and column schema."""
+
+    def model_id(event: Any) -> str | None:
+        is_model = isinstance(event, dg.Output) and "unique_id" in event.metadata
+        return event.metadata["unique_id"].value if is_model else None
+
+    built = [uid for uid in map(model_id, events) if uid]
+    try:
+        tables = _model_table_metadata(db, [manifest["nodes"][uid] for uid in built])
+    except DatabaseBusyError as exc:
+        # The models are built; a reader outside Dagster holding the file costs their sizes only.
+        context.log.warning(f"row counts and column schemas left out: {exc}")
+        tables = {}
+    for event in events:
+        uid = model_id(event)
+        yield event.with_metadata({**event.metadata, **tables[uid]}) if uid in tables else event
+
 
 @dbt_assets(
     manifest=poster_dbt_project.manifest_path,
     project=poster_dbt_project,
-    dagster_dbt_translator=_Translator(),
+    dagster_dbt_translator=_Translator(DagsterDbtTranslatorSettings(enable_source_tests_as_checks=True)),
     pool=DB_POOL,
 )
 def sql_models(
@@ -78,7 +148,8 @@ def sql_models(
     models: ModelsResource,
 ):
     """``dbt build`` of the project in ``dbt/``: staging views, the marts tables
-    (poster_annotations, ssl_labels, extraction_coverage) and their tests, as asset checks.
+    (poster_annotations, ssl_labels, extraction_coverage) and every dbt test, as asset checks on
+    the models and on the assets whose tables they read (raw_posters, ocr_text, ...).
     Before the build, the ``current_versions`` table is rewritten from the models in use, so
     the marts take exactly the values the extractors call current."""
     record_current_versions(store.db, current_versions(models))
@@ -87,15 +158,20 @@ def sql_models(
     invocation = dbt.cli(
         ["build", "--vars", db_path], context=context, target_path=target, raise_on_error=False
     )
-    produced = False
-    for event in invocation.stream():
-        produced = True
-        yield event
+    events = list(invocation.stream())
+    yield from _with_table_metadata(context, events, invocation.manifest, store.db)
     if invocation.is_successful():
         return
     error = invocation.get_error() or dg.Failure("dbt build failed")
-    if not produced and _LOCK_HELD in str(error).lower():
+    if not events and _LOCK_HELD in str(error).lower():
         raise dg.RetryRequested(
             max_retries=_LOCK_RETRIES, seconds_to_wait=2 ** (context.retry_number + 1)
         ) from error
     raise error
+
+
+# Every check this step reports, those on other domains' assets included. dagster-dbt runs the
+# tests of the sources under the selected models in every build, so a job with sql_models
+# selects these (else Dagster warns each result "was yielded which is not selected"), and a job
+# of those other assets leaves them out (else it runs dbt, as a subset of this step, for them).
+SQL_MODEL_CHECKS = dg.AssetSelection.checks(sql_models)
