@@ -3,13 +3,15 @@
 import dagster as dg
 from PIL import Image
 
-from poster_assets.defs.metadata import extraction_metadata, image_markdown
+from poster_assets.defs.batches import require_batch
+from poster_assets.defs.facts import current_posters, extraction_facts
+from poster_assets.defs.metadata import extraction_metadata, image_markdown, table_definition
 from poster_assets.defs.models.sources import model_key
 from poster_assets.defs.partitions import batch_partitions
 from poster_assets.defs.resources import DB_POOL, ModelsResource, PosterStore
 from poster_assets.embed.kinds import foreground_crop
-from poster_assets.embed.vectors import EMBEDDINGS_TABLE, embed_chunk
-from poster_assets.extract.runner import PosterRef, Rows, batched, run_extraction
+from poster_assets.embed.vectors import EMBEDDINGS_TABLE, embed_chunk, stored_masks
+from poster_assets.extract.runner import PosterRef, Rows, batched, load_rgb, run_extraction
 from poster_assets.extract.versions import EMBEDDINGS_METHOD, current_versions
 from poster_assets.vision.contact_sheet import contact_sheet
 
@@ -31,6 +33,7 @@ _PREVIEW_POSTERS = 6
     kinds={"openvino", "duckdb"},
     code_version=EMBEDDINGS_METHOD,
     pool=DB_POOL,
+    metadata=table_definition(EMBEDDINGS_TABLE),
 )
 def foreground_embeddings(
     context: dg.AssetExecutionContext, store: PosterStore, models: ModelsResource
@@ -40,43 +43,47 @@ def foreground_embeddings(
     thumbnail, the baseline), from EfficientNet-Lite0, and `ssl` (the foreground crop through
     the promoted `poster_encoder`) once one exists. Each kind carries its own version, so a new
     foreground model re-embeds only the crops and a re-trained encoder only the ssl kind."""
+    require_batch(store, context.partition_key)
     current = current_versions(models)
-    previews: list[tuple[Image.Image, str]] = []
 
     def many(refs: list[PosterRef]) -> list[Rows]:
         result = embed_chunk(store, refs, models, current)
-        for ref in refs:
-            if len(previews) < _PREVIEW_POSTERS and ref.poster_id in result.masks:
-                crop = foreground_crop(result.images[ref.poster_id], result.masks[ref.poster_id])
-                previews.append((Image.fromarray(crop), ref.file_name))
         return [result.rows[r.poster_id] for r in refs]
 
+    batch = context.partition_key
     stats = run_extraction(
         store.db,
         EMBEDDINGS_TABLE,
         current.embeddings,
-        context.partition_key,
+        batch,
         batched(many),
         progress=lambda done, total: context.log.info(f"embeddings: {done}/{total} posters"),
     )
+    facts = extraction_facts(store, EMBEDDINGS_TABLE, current.embeddings, batch, kinds=current.kinds)
     counts = dict(
         store.db.query(
             "SELECT kind, count(*) FROM foreground_embeddings e JOIN raw_posters r USING (poster_id) "
             "WHERE r.batch = ? AND r.status = 'ok' AND list_contains(?, kind || '=' || e.model_version) "
             "GROUP BY ALL",
-            [context.partition_key, [f"{k}={v}" for k, v in current.kinds.items()]],
+            [batch, [f"{k}={v}" for k, v in current.kinds.items()]],
         )
     )
-    meta = extraction_metadata(
-        stats,
-        {
-            **{f"{k}_version": v for k, v in current.kinds.items()},
-            **{f"{k}_vectors_in_batch": int(counts.get(k, 0)) for k in current.kinds},
-        },
-    )
-    if previews:
-        meta["preview"] = image_markdown(
-            contact_sheet([p for p, _ in previews], [c for _, c in previews], columns=6, tile_width=160),
-            "foreground crops",
-        )
-    return dg.MaterializeResult(metadata=meta)
+    preview = None
+    if refs := current_posters(store, EMBEDDINGS_TABLE, current.embeddings, batch, _PREVIEW_POSTERS):
+        # The foreground kind's input, from the stored mask, as embed_chunk cropped it.
+        masks = stored_masks(store, [r.poster_id for r in refs], current.foreground)
+        crops = [
+            (Image.fromarray(foreground_crop(load_rgb(store.blobs, r), masks[r.poster_id])), r.file_name)
+            for r in refs
+            if r.poster_id in masks
+        ]
+        if crops:
+            preview = image_markdown(
+                contact_sheet([p for p, _ in crops], [c for _, c in crops], columns=6, tile_width=160),
+                "foreground crops",
+            )
+    extra = {
+        **{f"{k}_version": v for k, v in current.kinds.items()},
+        **{f"{k}_vectors_in_batch": int(counts.get(k, 0)) for k in current.kinds},
+    }
+    return dg.MaterializeResult(metadata=extraction_metadata(facts, stats, extra, preview))

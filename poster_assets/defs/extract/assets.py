@@ -1,4 +1,9 @@
-"""The four per-poster extractors. Each is a thin loop over the batch's pending posters."""
+"""The four per-poster extractors. Each is a thin loop over the batch's pending posters.
+
+What a materialization says (totals, failures, rows, the preview) is read back from the database
+after the run (``defs.facts``): the partition as it is, the same after a re-run that had nothing
+to do. The preview shows the batch's first posters that have a current value.
+"""
 
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -7,19 +12,28 @@ import dagster as dg
 import numpy as np
 from PIL import Image
 
-from poster_assets.defs.metadata import extraction_metadata, image_markdown
+from poster_assets.defs.batches import require_batch
+from poster_assets.defs.facts import current_posters, extraction_facts
+from poster_assets.defs.metadata import extraction_metadata, image_markdown, table_definition
 from poster_assets.defs.models.sources import model_key
 from poster_assets.defs.partitions import batch_partitions
 from poster_assets.defs.resources import DB_POOL, ModelsResource, PosterStore
 from poster_assets.extract import rows
 from poster_assets.extract.runner import PosterRef, batched, guarded, load_rgb, run_extraction
-from poster_assets.extract.versions import LAYERS_METHOD, current_versions
+from poster_assets.extract.versions import LAYERS_METHOD, CurrentVersions, current_versions
 from poster_assets.models.dense import DenseEstimator
 from poster_assets.models.hub import Models
 from poster_assets.models.ocr import OCR_MODELS
-from poster_assets.storage.codecs import decode_depth, decode_mask
+from poster_assets.storage.codecs import decode_depth, decode_labels, decode_mask
 from poster_assets.vision.contact_sheet import contact_sheet
-from poster_assets.vision.overlays import depth_colormap, extraction_panel, ocr_tile
+from poster_assets.vision.overlays import (
+    depth_colormap,
+    extraction_panel,
+    layer_legend_items,
+    ocr_tile,
+    with_legend,
+)
+from poster_assets.vision.roles import LayerInfo
 
 RAW_POSTERS = dg.AssetKey("raw_posters")
 _PREVIEW_POSTERS = 6
@@ -29,17 +43,6 @@ def _progress(context: dg.AssetExecutionContext, asset: str) -> Callable[[int, i
     return lambda done, total: context.log.info(f"{asset}: {done}/{total} posters")
 
 
-def _preview_refs(store: PosterStore, ids: list[str]) -> list[PosterRef]:
-    if not ids:
-        return []
-    found = store.db.query(
-        "SELECT DISTINCT poster_id, original_path, file_name FROM raw_posters WHERE poster_id IN ? "
-        "AND status = 'ok' ORDER BY file_name",
-        [ids[:_PREVIEW_POSTERS]],
-    )
-    return [PosterRef(*r) for r in found]
-
-
 @dg.asset(
     partitions_def=batch_partitions,
     group_name="extract",
@@ -47,12 +50,14 @@ def _preview_refs(store: PosterStore, ids: list[str]) -> list[PosterRef]:
     kinds={"openvino", "duckdb"},
     code_version="ocr-v1",
     pool=DB_POOL,
+    metadata=table_definition("ocr_text"),
 )
 def ocr_text(
     context: dg.AssetExecutionContext, store: PosterStore, models: ModelsResource
 ) -> dg.MaterializeResult:
     """Text lines per poster from PP-OCR (rapidocr on OpenVINO): polygon, box, text, confidence,
     reading order and the model versions that read them."""
+    require_batch(store, context.partition_key)
     engine = models.ocr()
 
     def many(refs: list[PosterRef]) -> list[rows.Rows]:
@@ -68,8 +73,9 @@ def ocr_text(
         batched(many),
         progress=_progress(context, "ocr"),
     )
-    extra = {}
-    if refs := _preview_refs(store, stats.done_ids):
+    facts = extraction_facts(store, "ocr_text", engine.version, context.partition_key)
+    preview = None
+    if refs := current_posters(store, "ocr_text", engine.version, context.partition_key, _PREVIEW_POSTERS):
         tiles, captions = [], []
         for ref in refs:
             items = store.db.query(
@@ -79,11 +85,9 @@ def ocr_text(
             )
             tiles.append(ocr_tile(load_rgb(store.blobs, ref), [b for b, _ in items]))
             captions.append(items[0][1] if items else "(no text)")
-        extra["preview"] = image_markdown(
-            contact_sheet(tiles, captions, columns=6, tile_width=160), "OCR boxes"
-        )
-        extra["engines"] = str(engine.engines)
-    return dg.MaterializeResult(metadata=extraction_metadata(stats, extra))
+        preview = image_markdown(contact_sheet(tiles, captions, columns=6, tile_width=160), "OCR boxes")
+    extra = {"engines": str(engine.engines)}
+    return dg.MaterializeResult(metadata=extraction_metadata(facts, stats, extra, preview))
 
 
 @dataclass(frozen=True)
@@ -120,10 +124,12 @@ def dense_asset(spec: DenseSpec) -> dg.AssetsDefinition:
         code_version=spec.code_version,
         description=spec.description,
         pool=DB_POOL,
+        metadata=table_definition(spec.name),
     )
     def _asset(
         context: dg.AssetExecutionContext, store: PosterStore, models: ModelsResource
     ) -> dg.MaterializeResult:
+        require_batch(store, context.partition_key)
         estimator = spec.estimator(models)
         if not estimator.neural:
             context.log.warning(f"{spec.name}: using fallback {estimator.version} ({estimator.reason})")
@@ -134,18 +140,21 @@ def dense_asset(spec: DenseSpec) -> dg.AssetsDefinition:
                 spec.to_rows(r, m, estimator.version, store.blobs) for r, m in zip(refs, maps, strict=True)
             ]
 
+        batch = context.partition_key
         stats = run_extraction(
             store.db,
             spec.name,
             estimator.version,
-            context.partition_key,
+            batch,
             batched(many),
             progress=_progress(context, spec.name),
         )
+        facts = extraction_facts(store, spec.name, estimator.version, batch)
         extra: dict = {"neural": estimator.neural}
         if not estimator.neural:
             extra["fallback_reason"] = estimator.reason or ""
-        if refs := _preview_refs(store, stats.done_ids):
+        preview = None
+        if refs := current_posters(store, spec.name, estimator.version, batch, _PREVIEW_POSTERS):
             tiles = []
             for ref in refs:
                 ((path,),) = store.db.query(
@@ -155,10 +164,10 @@ def dense_asset(spec: DenseSpec) -> dg.AssetsDefinition:
                 tiles.append(
                     Image.fromarray(spec.tile(load_rgb(store.blobs, ref), store.blobs.abspath(path)))
                 )
-            extra["preview"] = image_markdown(
+            preview = image_markdown(
                 contact_sheet(tiles, [r.file_name for r in refs], columns=6, tile_width=160), spec.name
             )
-        return dg.MaterializeResult(metadata=extraction_metadata(stats, extra))
+        return dg.MaterializeResult(metadata=extraction_metadata(facts, stats, extra, preview))
 
     return _asset
 
@@ -196,6 +205,7 @@ foreground_masks = dense_asset(FOREGROUND)
     kinds={"scikit-learn", "duckdb"},
     code_version=LAYERS_METHOD,
     pool=DB_POOL,
+    metadata=table_definition("layer_masks"),
 )
 def layer_masks(
     context: dg.AssetExecutionContext, store: PosterStore, models: ModelsResource
@@ -203,6 +213,7 @@ def layer_masks(
     """Depth layers per poster: K from the depth histogram's modes, K-means over depth cleaned
     with SLIC superpixels; the title layer found from the OCR boxes and the subject layer from
     the foreground mask. One row per layer, with the versions of all three inputs."""
+    require_batch(store, context.partition_key)
     current = current_versions(models)
     versions = {
         "depth": current.depth,
@@ -210,40 +221,75 @@ def layer_masks(
         "ocr": current.ocr,
         "layers": current.layers,
     }
-    panels: list[Image.Image] = []
 
     def one(ref: PosterRef) -> rows.Rows:
-        found = store.db.query(
-            "SELECT d.depth_path, f.mask_path FROM depth_maps d JOIN foreground_masks f USING (poster_id) "
-            "WHERE poster_id = ? AND d.model_version = ? AND f.model_version = ?",
-            [ref.poster_id, current.depth, current.foreground],
-        )
-        if not found:
+        inputs = _layer_inputs(store, ref, current)
+        if inputs is None:
             raise LookupError("no depth map or foreground mask at the current model versions")
-        ocr = store.db.query(
-            "SELECT box, text, confidence FROM ocr_text WHERE poster_id = ? AND model_version = ? "
-            "ORDER BY line_index",
-            [ref.poster_id, current.ocr],
-        )
-        rgb = load_rgb(store.blobs, ref)
-        depth = decode_depth(store.blobs.abspath(found[0][0]))
-        fg = decode_mask(store.blobs.abspath(found[0][1]))
-        layers, title = rows.compute_layers(rgb, depth, fg, [(list(b), t, c) for b, t, c in ocr])
-        if len(panels) < _PREVIEW_POSTERS:
-            panels.append(extraction_panel(rgb, depth, layers, title, fg, [b for b, _, _ in ocr]))
+        rgb, depth, fg, ocr = inputs
+        layers, title = rows.compute_layers(rgb, depth, fg, ocr)
         return rows.layer_rows(ref, layers, title, versions, store.blobs)
 
+    batch = context.partition_key
     stats = run_extraction(
-        store.db,
-        "layer_masks",
-        current.layers,
-        context.partition_key,
-        guarded(one),
-        progress=_progress(context, "layers"),
+        store.db, "layer_masks", current.layers, batch, guarded(one), progress=_progress(context, "layers")
     )
-    extra = {f"{k}_version": v for k, v in versions.items()}
-    if panels:
-        extra["preview"] = image_markdown(
-            contact_sheet(panels, columns=2, tile_width=480, tile_height=240), "layers"
+    facts = extraction_facts(store, "layer_masks", current.layers, batch)
+    preview = None
+    if refs := current_posters(store, "layer_masks", current.layers, batch, _PREVIEW_POSTERS):
+        panels = [_stored_layer_panel(store, ref, current) for ref in refs]
+        sheet = contact_sheet(
+            [p for p in panels if p is not None], columns=2, tile_width=480, tile_height=240
         )
-    return dg.MaterializeResult(metadata=extraction_metadata(stats, extra))
+        preview = image_markdown(with_legend(sheet, layer_legend_items()), "layers")
+    extra = {f"{k}_version": v for k, v in versions.items()}
+    return dg.MaterializeResult(metadata=extraction_metadata(facts, stats, extra, preview))
+
+
+OcrItems = list[tuple[list[int], str, float]]
+
+
+def _layer_inputs(
+    store: PosterStore, ref: PosterRef, current: CurrentVersions
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, OcrItems] | None:
+    """(rgb, depth, foreground probability, OCR items) of a poster at the current versions, or
+    None when its depth map or foreground mask is missing."""
+    found = store.db.query(
+        "SELECT d.depth_path, f.mask_path FROM depth_maps d JOIN foreground_masks f USING (poster_id) "
+        "WHERE poster_id = ? AND d.model_version = ? AND f.model_version = ?",
+        [ref.poster_id, current.depth, current.foreground],
+    )
+    if not found:
+        return None
+    ocr = store.db.query(
+        "SELECT box, text, confidence FROM ocr_text WHERE poster_id = ? AND model_version = ? "
+        "ORDER BY line_index",
+        [ref.poster_id, current.ocr],
+    )
+    return (
+        load_rgb(store.blobs, ref),
+        decode_depth(store.blobs.abspath(found[0][0])),
+        decode_mask(store.blobs.abspath(found[0][1])),
+        [(list(b), t, c) for b, t, c in ocr],
+    )
+
+
+def _stored_layer_panel(store: PosterStore, ref: PosterRef, current: CurrentVersions) -> Image.Image | None:
+    """The preview panel of a poster's stored layers (its label PNG and rows), drawn as the
+    layers were when they were computed."""
+    inputs = _layer_inputs(store, ref, current)
+    layers = store.db.query(
+        "SELECT layer_index, depth_rank, area_fraction, bbox, role, mean_depth, title_box, labels_path "
+        "FROM layer_masks WHERE poster_id = ? AND model_version = ? ORDER BY layer_index",
+        [ref.poster_id, current.layers],
+    )
+    if inputs is None or not layers:
+        return None
+    rgb, depth, fg, ocr = inputs
+    labels = decode_labels(store.blobs.abspath(layers[0][-1]))
+    infos = [
+        LayerInfo(i, rank, area, list(bbox), role, mask=labels == i, mean_depth=mean)
+        for i, rank, area, bbox, role, mean, _, _ in layers
+    ]
+    title = next((box for *_, box, _ in layers if box), None)
+    return extraction_panel(rgb, depth, infos, title, fg, [b for b, _, _ in ocr])

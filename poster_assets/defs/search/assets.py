@@ -1,11 +1,20 @@
 """The similarity indexes over the embeddings: corpus-wide, kept up to date incrementally."""
 
 import dagster as dg
+from PIL import Image, ImageOps
 
-from poster_assets.defs.metadata import table
+from poster_assets.defs.metadata import image_markdown, table, table_definition
 from poster_assets.defs.resources import DB_POOL, ModelsResource, PosterStore
 from poster_assets.extract.versions import current_versions
-from poster_assets.search.sync import index_recall, sync_index, write_neighbors
+from poster_assets.search.api import SearchHit, describe
+from poster_assets.search.sync import IndexUpdate, index_recall, sync_index, write_neighbors
+from poster_assets.vision.contact_sheet import contact_sheet
+
+# The preview: the newest posters as queries, each with its nearest neighbours in one kind's index.
+_PREVIEW_KIND = "foreground"
+_PREVIEW_QUERIES = 3
+_PREVIEW_NEIGHBORS = 5
+_QUERY_FRAME = (255, 200, 0)
 
 
 @dg.asset(
@@ -15,6 +24,7 @@ from poster_assets.search.sync import index_recall, sync_index, write_neighbors
     code_version="faiss-index-v1",
     automation_condition=dg.AutomationCondition.eager(),
     pool=DB_POOL,
+    metadata=table_definition("poster_neighbors"),
 )
 def faiss_index(
     context: dg.AssetExecutionContext, store: PosterStore, models: ModelsResource
@@ -23,7 +33,8 @@ def faiss_index(
     under `<home>/indexes/<kind>/` (exact below 50k posters, IVF with re-ranking above), kept
     up to date by adding new posters; rebuilt when the model version changes or the saved
     index is missing or unreadable. Also rewrites the `poster_neighbors` table: each poster's
-    10 most similar posters per kind."""
+    10 most similar posters per kind. The preview shows the newest posters and their nearest
+    neighbours in the foreground index, with the cosine similarity under each."""
     updates, rows = [], []
     meta: dict = {}
     for kind, version in current_versions(models).kinds.items():
@@ -45,7 +56,60 @@ def faiss_index(
         if update.reason:
             meta[f"{kind}_reason"] = update.reason
         rows.append((kind, update.mode, update.count, update.added, index_type, recall, update.reason))
-    meta["poster_neighbors_rows"] = write_neighbors(store, updates)
+    write_neighbors(store, updates)
     meta["indexes"] = table(["kind", "mode", "posters", "added", "type", "recall@10", "why rebuilt"], rows)
     meta["index_dir"] = dg.MetadataValue.path(str(store.indexes_dir))
+    # The table as it now is (rewritten whole above).
+    meta["poster_neighbors_rows"] = store.db.query("SELECT count(*) FROM poster_neighbors")[0][0]
+    meta["dagster/row_count"] = meta["poster_neighbors_rows"]
+    shown = next((u for u in updates if u.kind == _PREVIEW_KIND and u.index), None)
+    if shown and (sheet := _neighbours_sheet(_neighbour_rows(store, shown))):
+        meta = {"preview": image_markdown(sheet, f"nearest neighbours ({shown.kind})"), **meta}
     return dg.MaterializeResult(metadata=meta)
+
+
+def _neighbour_rows(store: PosterStore, update: IndexUpdate) -> list[list[SearchHit]]:
+    """For the newest posters in ``update``'s index: the poster (score 1) and its nearest
+    neighbours in that index, best first, as search describes them."""
+    index = update.index
+    if index is None:
+        return []
+    newest = store.db.query(
+        "SELECT r.poster_id FROM raw_posters r JOIN foreground_embeddings e USING (poster_id) "
+        "WHERE r.status = 'ok' AND e.kind = ? AND e.model_version = ? "
+        "ORDER BY r.ingested_at DESC, r.file_name LIMIT ?",
+        [update.kind, update.version, _PREVIEW_QUERIES],
+    )
+    position = {pid: i for i, pid in enumerate(index.ids)}
+    out = []
+    for (query,) in newest:
+        if query not in position:
+            continue
+        vector = update.vectors[position[query]][None, :]
+        scores, hits = index.search(vector, min(_PREVIEW_NEIGHBORS + 1, index.count))
+        ranked = [(pid, float(s)) for pid, s in zip(hits[0], scores[0], strict=False) if pid != query]
+        out.append(describe([(query, 1.0), *ranked[:_PREVIEW_NEIGHBORS]], store))
+    return out
+
+
+def _neighbours_sheet(rows: list[list[SearchHit]]) -> Image.Image | None:
+    """One row per query: its thumbnail, then each neighbour's with the similarity under it."""
+    tiles: list[Image.Image] = []
+    captions: list[str] = []
+    for hits in rows:
+        for i, hit in enumerate(hits):
+            tile = Image.new("RGB", (2, 3), (64, 64, 64))
+            if hit.thumbnail_path is not None:
+                with Image.open(hit.thumbnail_path) as im:
+                    tile = im.convert("RGB")
+            if i == 0:  # the query, framed: a row reads "this poster, and the posters like it"
+                tile = ImageOps.expand(tile, 8, _QUERY_FRAME)
+            tiles.append(tile)
+            captions.append(f"query: {hit.file_name}" if i == 0 else f"{hit.score:.3f} {hit.file_name}")
+        # A corpus smaller than a row leaves it short: pad it, so the next query starts a row.
+        while len(tiles) % (_PREVIEW_NEIGHBORS + 1):
+            tiles.append(Image.new("RGB", (2, 3), (32, 32, 32)))
+            captions.append("")
+    if not tiles:
+        return None
+    return contact_sheet(tiles, captions, columns=_PREVIEW_NEIGHBORS + 1, tile_width=140)
