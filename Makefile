@@ -4,12 +4,17 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 N ?= 200
+UI_PORT ?= 3000
+SCREENSHOTS ?= $(CURDIR)/poster_data/ui-screenshots
 
-.PHONY: install demo ssl test test-fast ui lint clean-data
+.PHONY: install demo ssl test test-fast ui ui-check lint docs clean-data
 
+# The venv is made once: re-making it over itself with another interpreter than the one it was
+# made with (another python3.11 on PATH) would break it; a changed pyproject only re-installs.
 $(STAMP): pyproject.toml
-	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "poster-assets needs Python 3.11"'
-	$(PYTHON) -m venv $(VENV)
+	@test -x $(BIN)/python || { \
+	  $(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "poster-assets needs Python 3.11"' && \
+	  $(PYTHON) -m venv $(VENV); }
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
@@ -32,11 +37,22 @@ test-fast: $(STAMP)
 	$(BIN)/pytest -m "not slow"
 
 ui: $(STAMP)
-	$(BIN)/poster-assets ui
+	$(BIN)/poster-assets ui --port $(UI_PORT)
+
+# The UI in a real browser: Playwright from PyPI driving Debian's chromium (installed here when
+# missing, which needs root), over a small demo home; screenshots land in $(SCREENSHOTS).
+ui-check: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,browser]'
+	@command -v chromium >/dev/null || { apt-get update && apt-get install -y --no-install-recommends chromium; }
+	POSTER_ASSETS_SCREENSHOTS=$(SCREENSHOTS) $(BIN)/pytest -m browser -s poster_assets_tests/ui
 
 lint: $(STAMP)
 	$(BIN)/ruff check poster_assets poster_assets_tests benchmarks
 	$(BIN)/lint-imports
+
+# The README's asset graph, drawn from the definitions.
+docs: $(STAMP)
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m poster_assets.cli.docs
 
 clean-data:
 	rm -rf poster_data

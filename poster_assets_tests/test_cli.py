@@ -7,11 +7,13 @@ import sys
 import time
 from pathlib import Path
 
+import dagster as dg
 import pytest
 import yaml
 from click.testing import CliRunner
 
 from poster_assets.cli import main, runs
+from poster_assets.defs.partitions import BATCHES
 from poster_assets.demo.bad_inputs import write_bad_inputs
 from poster_assets.extract.versions import current_versions
 from poster_assets.models.hub import Models
@@ -179,3 +181,22 @@ def test_gc_drops_old_versions_and_stale_embedding_kinds(home: Path) -> None:
     assert store.db.query("SELECT count(*) FROM ocr_text")[0][0] == 0
     again = CliRunner().invoke(main, ["gc"])
     assert "nothing to remove" in again.output
+
+
+def test_cli_runs_are_runs_of_the_uis_code_location(ingested: Path) -> None:
+    # The UI lists a job's runs (its page, the Overview timeline) by this label; runs made by
+    # `execute_in_process` lack it and only show in the global run list.
+    from dagster._core.storage.tags import REPOSITORY_LABEL_TAG
+
+    from poster_assets.cli.launch import code_location
+
+    location, _ = code_location()
+    inst = runs.instance()
+    label = {REPOSITORY_LABEL_TAG: f"__repository__@{location}"}
+    batch = inst.get_runs(filters=dg.RunsFilter(job_name="batch_job", tags=label))
+    assert batch, "the ingest's run is not listed on batch_job's page"
+    run = batch[0]
+    assert run.remote_job_origin.location_name == location == "poster_assets"
+    assert run.tags["dagster/partition"] in inst.get_dynamic_partitions(BATCHES)
+    assert run.asset_selection == {dg.AssetKey("raw_posters")}
+    assert run.status == dg.DagsterRunStatus.SUCCESS

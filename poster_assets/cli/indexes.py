@@ -14,9 +14,6 @@ from poster_assets.cli.output import format_table
 from poster_assets.extract.versions import ALL_KINDS, SSL_KIND
 from poster_assets.storage.store import Store
 
-# Step-level DEBUG events belong in the UI's run log, not on a person's terminal.
-_QUIET = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
-
 
 @click.command("rebuild-index")
 @click.option(
@@ -56,13 +53,7 @@ def rebuild_index(kinds: tuple[str, ...]) -> None:
         request_rebuild(store, kind)
     inst = runs.instance()
     click.echo("materializing faiss_index (checks every index, rebuilds what needs it) …")
-    job = runs.definitions().resolve_job_def("corpus_job")
-    result = job.execute_in_process(
-        instance=inst,
-        raise_on_error=False,
-        asset_selection=[dg.AssetKey("faiss_index")],
-        run_config=_QUIET,
-    )
+    result = runs.run_corpus(inst, only=[dg.AssetKey("faiss_index")])
     events = result.asset_materializations_for_node("faiss_index") if result.success else []
     if not events:
         raise click.ClickException("faiss_index failed; see `poster-assets ui` for the run log")

@@ -1,7 +1,7 @@
 """Materialize assets without the UI, against the same Dagster instance the UI shows.
 
-The CLI and ``make demo`` use this, so their runs, partitions and metadata previews appear
-in ``dagster dev`` afterwards.
+The CLI and ``make demo`` use this, so their runs (as runs of the UI's code location, see
+``launch``), partitions and metadata previews appear in ``dagster dev`` afterwards.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import dagster as dg
 import yaml
 
 from poster_assets import settings
+from poster_assets.cli.launch import execute
 from poster_assets.defs.partitions import BATCHES
 from poster_assets.ingest.batch_state import (
     EXTRACTORS,
@@ -143,16 +144,10 @@ def register_batch(inst: dg.DagsterInstance, store: Store, manifest: BatchManife
     inst.add_dynamic_partitions(BATCHES, [manifest.batch])
 
 
-def run_batch(inst: dg.DagsterInstance, batch: str, only_raw: bool = False) -> dg.ExecuteInProcessResult:
+def run_batch(inst: dg.DagsterInstance, batch: str, only_raw: bool = False) -> dg.JobExecutionResult:
     job = definitions().resolve_job_def("batch_job")
     selection = [dg.AssetKey("raw_posters")] if only_raw else None
-    return job.execute_in_process(
-        partition_key=batch,
-        instance=inst,
-        raise_on_error=False,
-        asset_selection=selection,
-        run_config=_QUIET,
-    )
+    return execute(inst, job, partition_key=batch, asset_selection=selection, run_config=_QUIET)
 
 
 def pending_batches(inst: dg.DagsterInstance, every: bool = False) -> list[str]:
@@ -168,26 +163,26 @@ def pending_batches(inst: dg.DagsterInstance, every: bool = False) -> list[str]:
     return [b for b in batches if b in pending]
 
 
-def run_corpus(inst: dg.DagsterInstance) -> dg.ExecuteInProcessResult:
-    """The corpus-wide assets: similarity indexes and the dbt models (with their tests)."""
+def run_corpus(inst: dg.DagsterInstance, only: list[dg.AssetKey] | None = None) -> dg.JobExecutionResult:
+    """The corpus-wide assets: similarity indexes and the dbt models (with their tests), or
+    ``only`` those of them."""
     job = definitions().resolve_job_def("corpus_job")
-    return job.execute_in_process(instance=inst, raise_on_error=False, run_config=_QUIET)
+    return execute(inst, job, asset_selection=only, run_config=_QUIET)
 
 
-def run_ssl(inst: dg.DagsterInstance, steps: int | None = None) -> dg.ExecuteInProcessResult:
+def run_ssl(inst: dg.DagsterInstance, steps: int | None = None) -> dg.JobExecutionResult:
     """Train the SSL encoder and, once its health check passed, make it current (``ssl_job``:
     ``poster_encoder`` and ``models/ssl_encoder``); ``steps`` overrides the configured default."""
     job = definitions().resolve_job_def("ssl_job")
     config = {"ops": {"poster_encoder": {"config": {"steps": steps}}}} if steps is not None else {}
-    return job.execute_in_process(instance=inst, raise_on_error=False, run_config={**_QUIET, **config})
+    return execute(inst, job, run_config={**_QUIET, **config})
 
 
-def observe_models(inst: dg.DagsterInstance) -> dg.ExecuteInProcessResult:
+def observe_models(inst: dg.DagsterInstance) -> dg.JobExecutionResult:
     """Record the data version of every model source asset (``observe_models_job``: hashes of
     the weights in use, cached per file), so the UI shows what they are and marks stale what a
     changed model made, instead of "Never observed"."""
-    job = definitions().resolve_job_def("observe_models_job")
-    return job.execute_in_process(instance=inst, raise_on_error=False, run_config=_QUIET)
+    return execute(inst, definitions().resolve_job_def("observe_models_job"), run_config=_QUIET)
 
 
 def run_pending(

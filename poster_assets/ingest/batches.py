@@ -19,10 +19,13 @@ import datetime as dt
 import hashlib
 import json
 import os
+import re
 import stat
+import unicodedata
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from poster_assets.ingest.names import db_text
 from poster_assets.ingest.sidecar import SIDECAR_SUFFIXES, find_sidecar
 from poster_assets.storage.files import atomic_write_text
 
@@ -160,14 +163,23 @@ def known_files(batches_dir: Path) -> set[tuple[str, int, int]]:
     return seen
 
 
+def folder_slug(folder: Path, limit: int = 24) -> str:
+    """The folder's name in the letters a partition key and a shell take as they are."""
+    ascii_name = unicodedata.normalize("NFKD", db_text(folder.resolve().name)).encode("ascii", "ignore")
+    words = re.findall(r"[a-z0-9]+", ascii_name.decode().lower())
+    return "_".join(words)[:limit].strip("_") or "folder"
+
+
 def new_batch(
     folder: Path, entries: list[FileEntry], sidecar: Path | None, prefix: str = "batch"
 ) -> BatchManifest:
-    """A manifest with an id that sorts by time and says what it holds."""
+    """A manifest with an id a person can read in the UI's partition list (where from, which
+    folder, how many files, when: ``cli-my_posters-200f-20261128T211710-144acae0``) and that
+    no other batch has (the hash of its file list)."""
     text = "\n".join(f"{e.path}\0{e.size}\0{e.mtime_ns}" for e in entries)
     digest = hashlib.sha256(text.encode("utf-8", "surrogatepass"))  # a non-UTF-8 name is still hashed
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")
-    batch = f"{prefix}-{stamp}-{digest.hexdigest()[:8]}"
+    batch = f"{prefix}-{folder_slug(Path(folder))}-{len(entries)}f-{stamp}-{digest.hexdigest()[:8]}"
     return BatchManifest(batch, str(Path(folder).resolve()), entries, str(sidecar) if sidecar else None)
 
 

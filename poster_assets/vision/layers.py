@@ -12,8 +12,6 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 from scipy.ndimage import gaussian_filter1d
-from scipy.signal import find_peaks
-from sklearn.cluster import KMeans
 
 _WORK_LONG_SIDE = 384  # K-means / SLIC resolution; labels are upsampled with nearest
 _KMEANS_BINS = 1024  # depth is stored as 16-bit; 1/1024 is far below any layer gap
@@ -38,6 +36,10 @@ def depth_modes(depth: np.ndarray, bins: int = 64, min_prominence: float = _MIN_
     A peak counts when its prominence is at least ``min_prominence`` of the highest peak, so
     the ripples of a broad mode do not each become a layer.
     """
+    # Imported here: scipy.signal and sklearn add about a second to every process that merely
+    # loads the Dagster definitions (the UI's code server, each run).
+    from scipy.signal import find_peaks
+
     hist, edges = np.histogram(np.clip(depth, 0.0, 1.0), bins=bins, range=(0.0, 1.0))
     smooth = gaussian_filter1d(hist.astype(np.float64), sigma=1.0, mode="constant")
     if smooth.max() <= 0:
@@ -113,6 +115,8 @@ def split_layers(
         feats += [0.3 * (xx / size[0]).reshape(-1, 1), 0.3 * (yy / size[1]).reshape(-1, 1)]
     x = np.hstack(feats)
     k = int(min(k, max(1, len(np.unique(small)))))
+    from sklearn.cluster import KMeans  # deferred, as find_peaks is
+
     if len(modes) == k and not use_position:
         km = KMeans(
             n_clusters=k, init=np.array(modes, dtype=np.float64).reshape(-1, 1), n_init=1, random_state=seed

@@ -8,8 +8,8 @@ checkout, ``make install``), else in ``<home>/dbt/manifest-<hash of the project'
 install the user cannot write to still works (``manifest_target``).
 
 ``dbt/target`` is not committed, so a fresh clone has no manifest. ``dagster dev`` (``make ui``)
-parses the project on start through ``prepare_if_dev``; the CLI and the tests call
-``prepare_manifest`` before they load the definitions.
+parses the project on load when it changed; the CLI and the tests call ``prepare_manifest``
+before they load the definitions.
 """
 
 from __future__ import annotations
@@ -67,7 +67,6 @@ def manifest_is_stale(project: DbtProject) -> bool:
 
 
 poster_dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR, target_path=manifest_target())
-poster_dbt_project.prepare_if_dev()
 
 
 def prepare_manifest() -> Path:
@@ -76,3 +75,10 @@ def prepare_manifest() -> Path:
     if manifest_is_stale(poster_dbt_project):
         poster_dbt_project.preparer.prepare(poster_dbt_project)
     return poster_dbt_project.manifest_path
+
+
+# Under `dagster dev` (`make ui`) the project is parsed on load when it changed. Not dagster-dbt's
+# `prepare_if_dev`: it parses unconditionally, in the code server and again in every run's
+# process, which inherits the variable (seconds of `dbt parse` before each run starts).
+if os.getenv("DAGSTER_IS_DEV_CLI"):
+    prepare_manifest()
