@@ -43,6 +43,12 @@ def _row(s: BatchState) -> tuple:
 
 def finish_hint(s: BatchState) -> str:
     """The command that finishes ``s`` (and the one that drops it)."""
+    if not s.facts.has_manifest and not s.facts.rows:
+        # A partition added by hand in the UI: nothing to finish, no files behind it.
+        return (
+            f"it has no manifest (a partition added by hand?): drop it with "
+            f"`poster-assets batches abandon {s.batch}`; batches come from `poster-assets ingest` or the inbox"
+        )
     also = " (or `poster-assets run`)" if s.run.registered and s.facts.has_manifest else ""
     return (
         f"finish it with `poster-assets batches retry {s.batch}`{also}, "

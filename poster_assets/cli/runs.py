@@ -294,10 +294,13 @@ def _failure(inst: dg.DagsterInstance, run_id: str) -> tuple[tuple[str, ...], st
         if event.step_key and event.step_key not in steps:
             steps.append(event.step_key)
         data = event.step_failure_data
+        described = data.user_failure_data.description if data and data.user_failure_data else None
         error = data.error if data is not None else None
         while error is not None and error.cause is not None:  # the user's exception, not Dagster's wrapper
             error = error.cause
-        if why is None and error is not None and error.message.strip():
+        if why is None and described:  # a dg.Failure says it in words, not as a class name
+            why = described.strip().splitlines()[0]
+        elif why is None and error is not None and error.message.strip():
             why = error.message.strip().splitlines()[0]
     if not steps:  # killed or cancelled mid-step: the steps that started and never ended
         started = _step_keys(inst, run_id, dg.DagsterEventType.STEP_START)

@@ -53,7 +53,6 @@ class ExtractionStats:
     failed: int = 0
     seconds: float = 0.0
     errors: list[tuple[str, str]] = field(default_factory=list)
-    done_ids: list[str] = field(default_factory=list)
 
     @property
     def posters_per_s(self) -> float:
@@ -146,7 +145,6 @@ def run_extraction(
                 stats.errors.append((o.poster_id, o.error))
             else:
                 stats.processed += 1
-                stats.done_ids.append(o.poster_id)
         if progress:
             progress(min(start + chunk_size, len(todo)), len(todo))
     stats.seconds = time.perf_counter() - t0

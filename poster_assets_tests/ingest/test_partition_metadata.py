@@ -126,6 +126,9 @@ def test_a_hand_added_partition_fails_once_saying_how_batches_are_made(home: Pat
     listed = CliRunner().invoke(main, ["batches", "list"])
     assert listed.exit_code == 0, listed.output
     assert "my-new-batch" in listed.output and "has no manifest" in listed.output
+    assert "dagster._core" not in listed.output  # the Failure's words, not its class
+    retry = CliRunner().invoke(main, ["batches", "retry", "my-new-batch"])
+    assert "batches abandon my-new-batch" in retry.output and "batches retry my-new-batch" not in retry.output
     gone = CliRunner().invoke(main, ["batches", "abandon", "my-new-batch", "--yes"])
     assert gone.exit_code == 0, gone.output
     assert "its partition" in gone.output
