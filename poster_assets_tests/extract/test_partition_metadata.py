@@ -4,14 +4,14 @@ OCR and fallbacks on generated posters)."""
 
 from pathlib import Path
 
-import dagster as dg
 import pytest
 
 from poster_assets.defs.partitions import BATCHES
-from poster_assets.defs.resources import ModelsResource, PosterStore
+from poster_assets.defs.resources import PosterStore
 from poster_assets.demo import generate_corpus
 from poster_assets.ingest.batches import plan_batch
-from poster_assets_tests.extract.test_extract_assets import ASSETS, EXTRACTORS
+from poster_assets_tests.extract.test_extract_assets import EXTRACTORS
+from poster_assets_tests.extract.test_extract_assets import _materialize as materialize_batch
 
 # Runs PP-OCR and the fallbacks on generated posters.
 pytestmark = pytest.mark.slow
@@ -30,17 +30,8 @@ PARTITION = (
 
 
 def _materialize(store: PosterStore, instance, batch: str) -> dict[str, dict]:
-    result = dg.materialize(
-        ASSETS,
-        partition_key=batch,
-        instance=instance,
-        resources={"store": store, "models": ModelsResource(models_dir=str(store.home_path / "models"))},
-    )
-    assert result.success
-    return {
-        name: {k: v.value for k, v in result.asset_materializations_for_node(name)[0].metadata.items()}
-        for name in ["raw_posters", *EXTRACTORS]
-    }
+    found = materialize_batch(store, instance, batch)
+    return {name: {k: v.value for k, v in m.metadata.items()} for name, m in found.items()}
 
 
 def test_a_rerun_with_nothing_to_do_shows_the_same_partition(

@@ -45,6 +45,22 @@ query Latest($key: AssetKeyInput!, $partition: String!) {
     }
   }
 }"""
+LATEST_UNPARTITIONED = """
+query Latest($key: AssetKeyInput!) {
+  assetOrError(assetKey: $key) {
+    ... on Asset {
+      assetMaterializations(limit: 1) {
+        runId
+        metadataEntries {
+          label
+          __typename
+          ... on IntMetadataEntry { intValue }
+          ... on MarkdownMetadataEntry { mdStr }
+        }
+      }
+    }
+  }
+}"""
 BATCH_ASSETS = (
     "raw_posters",
     "ocr_text",
@@ -96,6 +112,15 @@ def test_a_run_launched_in_the_ui_succeeds_and_a_rerun_keeps_the_totals(ui: UI) 
     run_id, status, seconds = ui.launch("corpus_job")
     assert status == "SUCCESS", (run_id, ui.log.read_text()[-3000:])
     print(f"\nUI-launched corpus_job, nothing stale: {seconds:.1f} s")
+    latest = {}
+    for path in (["faiss_index"], ["marts", "poster_annotations"]):
+        found = ui.graphql(LATEST_UNPARTITIONED, {"key": {"path": path}})
+        (materialization,) = found["assetOrError"]["assetMaterializations"]
+        assert materialization["runId"] == run_id, path
+        latest["/".join(path)] = {e["label"]: e for e in materialization["metadataEntries"]}
+    assert latest["faiss_index"]["dagster/row_count"]["intValue"] > 0
+    assert any("data:image" in (e.get("mdStr") or "") for e in latest["faiss_index"].values())
+    assert latest["marts/poster_annotations"]["dagster/row_count"]["intValue"] == DEMO_POSTERS
     # A re-run of the batch has nothing to do; its materializations still describe the batch.
     run_id, status, seconds = ui.launch("batch_job", partition=batch)
     assert status == "SUCCESS", run_id

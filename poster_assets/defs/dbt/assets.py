@@ -138,7 +138,10 @@ def _with_table_metadata(
 @dbt_assets(
     manifest=poster_dbt_project.manifest_path,
     project=poster_dbt_project,
-    dagster_dbt_translator=_Translator(DagsterDbtTranslatorSettings(enable_source_tests_as_checks=True)),
+    dagster_dbt_translator=_Translator(
+        # Code references: each model links to its .sql file, as the Python assets to theirs.
+        DagsterDbtTranslatorSettings(enable_source_tests_as_checks=True, enable_code_references=True)
+    ),
     pool=DB_POOL,
 )
 def sql_models(
