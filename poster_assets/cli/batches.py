@@ -47,7 +47,8 @@ def finish_hint(s: BatchState) -> str:
         # A partition added by hand in the UI: nothing to finish, no files behind it.
         return (
             f"it has no manifest (a partition added by hand?): drop it with "
-            f"`poster-assets batches abandon {s.batch}`; batches come from `poster-assets ingest` or the inbox"
+            f"`poster-assets batches abandon {s.batch}`; "
+            "batches come from `poster-assets ingest` or the inbox"
         )
     also = " (or `poster-assets run`)" if s.run.registered and s.facts.has_manifest else ""
     return (
