@@ -37,3 +37,12 @@ def inbox_dir(home: Path | None = None) -> Path:
     """The folder the inbox sensor watches unless ``POSTER_ASSETS_INBOX`` says otherwise."""
     env = os.environ.get("POSTER_ASSETS_INBOX")
     return Path(env).expanduser().resolve() if env else (home or home_dir()) / "inbox"
+
+
+OFFLINE_ENV = "POSTER_ASSETS_OFFLINE"
+
+
+def offline() -> bool:
+    """True when ``POSTER_ASSETS_OFFLINE`` is set (``1``, ``true``, ``yes``): nothing is pulled;
+    the extractors use what is present and the named fallbacks for the rest (tests, CI)."""
+    return os.environ.get(OFFLINE_ENV, "").strip().lower() in ("1", "true", "yes", "on")

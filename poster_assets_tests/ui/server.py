@@ -88,11 +88,13 @@ class UI:
 
 
 def shell_env(home: Path) -> dict[str, str]:
-    """A person's shell: the venv not activated (its bin folder not on PATH)."""
+    """A person's shell: the venv not activated (its bin folder not on PATH), offline."""
     venv_bin = str(Path(sys.executable).parent)
     path = [p for p in os.environ.get("PATH", "").split(os.pathsep) if p and p != venv_bin]
     env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "DAGSTER_HOME")}
-    return {**env, "PATH": os.pathsep.join(path), "POSTER_ASSETS_HOME": str(home)}
+    # Offline: `poster-assets demo` would otherwise pull the default models (tests never reach out).
+    offline = {"POSTER_ASSETS_OFFLINE": "1"}
+    return {**env, "PATH": os.pathsep.join(path), "POSTER_ASSETS_HOME": str(home), **offline}
 
 
 def _free_port() -> int:
