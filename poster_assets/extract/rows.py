@@ -13,9 +13,10 @@ from poster_assets.extract.runner import PosterRef, Rows
 from poster_assets.extract.versions import LAYERS_METHOD
 from poster_assets.storage.blobs import BlobStore
 from poster_assets.storage.codecs import MASK_THRESHOLD, encode_depth, encode_labels, encode_mask, mask_bbox
-from poster_assets.vision.layers import depth_modes, split_layers
-from poster_assets.vision.roles import LayerInfo, assign_roles, labels_from_layers
-from poster_assets.vision.title import TitleChoice, title_box
+from poster_assets.vision.fusion import fuse_layers
+from poster_assets.vision.layers import depth_modes
+from poster_assets.vision.roles import LayerInfo, labels_from_layers
+from poster_assets.vision.title import TitleChoice
 
 HIST_BINS = 32
 
@@ -89,9 +90,9 @@ def compute_layers(
     foreground: np.ndarray,
     ocr_items: Sequence[tuple[list[int], str, float]],
 ) -> tuple[list[LayerInfo], TitleChoice | None]:
-    split = split_layers(depth, rgb=rgb)
-    layers = assign_roles(split, list(ocr_items), foreground, rgb=rgb)
-    return layers, title_box(list(ocr_items), rgb.shape)
+    """The layers (``LAYERS_METHOD``: depth, foreground and title ink fused) and the title."""
+    fused = fuse_layers(rgb, depth, foreground, list(ocr_items))
+    return fused.layers, fused.title
 
 
 def layer_rows(

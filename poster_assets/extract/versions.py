@@ -18,7 +18,10 @@ if TYPE_CHECKING:
     from poster_assets.models.hub import Models
     from poster_assets.storage.database import Database
 
-LAYERS_METHOD = "layers:kmeans-slic-v2"
+# The layer split's method (``vision.fusion``): the foreground mask, extended by depth where depth
+# is strong and agrees, is the subject; the title ink the title; depth bands the rest. Bump the
+# suffix when the method changes: every poster's layers are then recomputed.
+LAYERS_METHOD = "layers:fused-fg-depth-ink-v1"
 EMBEDDINGS_METHOD = "embed-v1"
 # What each embedding kind feeds its network; bump when that changes, the vectors change with it.
 KIND_INPUTS = {"foreground": "fg-crop-v1", "poster": "letterbox-v1"}

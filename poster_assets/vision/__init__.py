@@ -1,1 +1,2 @@
-"""Pure image math: text ink, title choice, depth layers and roles, classical fallbacks, previews."""
+"""Pure image math: text ink, title choice, depth layers, their fusion with the foreground mask
+and title ink, roles, classical fallbacks, previews."""

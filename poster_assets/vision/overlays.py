@@ -130,7 +130,9 @@ def layer_legend_items() -> list[LegendItem]:
         ("fill", [_ROLE_COLOURS[ROLE_TITLE]], ROLE_TITLE),
         ("fill", [_rank_colour(i, 4) for i in range(4)], f"{ROLE_OTHER}: far to near"),
         ("outline", [_TITLE_BOX_COLOUR], "title box"),
-        ("outline", [_OUTLINE_COLOUR], "subject outline"),
+        # The outline is the foreground network's mask; the subject layer (green) is that mask
+        # without the title ink, extended by depth where depth agrees, so the two can differ.
+        ("outline", [_OUTLINE_COLOUR], "foreground mask"),
     ]
 
 

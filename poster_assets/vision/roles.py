@@ -1,4 +1,7 @@
-"""Which depth layer is the title, the subject, the background.
+"""Layer roles (title, subject, background, other), ``LayerInfo``, and the seed method's naming.
+
+The product's layers come from ``fusion`` (which names its layers itself); ``assign_roles``
+names the layers of the seed method (``layers.split_layers``), kept as the benchmarks' baseline.
 
 Titles are overlaid on the image, so they are the nearest plane, but a thin glyph plane does
 not survive K-means on a neural depth map (MiDaS does not separate printed text) nor the

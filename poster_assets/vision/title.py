@@ -37,6 +37,11 @@ def _ocr_fields(item: Any) -> tuple[list[int], str, float]:
     return as_box(box), str(text), float(conf)
 
 
+def ocr_boxes(ocr_items: Sequence[Any]) -> list[list[int]]:
+    """[x0, y0, x1, y1] of every OCR item ``(box_or_polygon, text, confidence)`` (or dict)."""
+    return [_ocr_fields(item)[0] for item in ocr_items]
+
+
 def _title_score(box: list[int], text: str, conf: float, shape: tuple[int, ...]) -> float:
     """Big, confident, horizontally centred text with a few letters scores high."""
     h, w = shape[:2]

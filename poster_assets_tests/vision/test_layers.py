@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from poster_assets.vision.layers import choose_k, depth_modes, split_layers
+from poster_assets.vision.layers import choose_k, depth_bands, depth_modes, kmeans_1d, split_layers
 from poster_assets.vision.metrics import mask_iou
 from poster_assets_tests.vision._posters import TITLE, H, W, three_planes
 
@@ -45,3 +45,34 @@ def test_split_layers_superpixels_snap_to_image_edges():
     plain = split_layers(depth, k=2, superpixels=False)
     snapped = split_layers(depth, rgb, k=2, superpixels=True)
     assert mask_iou(snapped.labels == 1, truth) > mask_iou(plain.labels == 1, truth)
+
+
+def test_depth_bands_split_the_masked_depth_at_its_modes_and_label_every_pixel():
+    depth, subject = three_planes()
+    bands, n = depth_bands(depth, np.ones(depth.shape, bool))
+    assert n == 3
+    assert mask_iou(bands == 1, subject) > 0.95
+    assert np.all(bands[TITLE[1] + 2 : TITLE[3] - 2, TITLE[0] + 2 : TITLE[2] - 2] == 2)
+    # Bands of the rest only: the subject's plane is no band, its pixels take the nearest one.
+    bands, n = depth_bands(depth, ~subject)
+    assert n == 2
+    assert bands.shape == depth.shape and set(np.unique(bands)) == {0, 1}
+
+
+def test_depth_bands_of_a_unimodal_or_empty_selection():
+    rng = np.random.default_rng(2)
+    unimodal = np.clip(rng.normal(0.5, 0.1, (120, 80)), 0, 1).astype(np.float32)
+    bands, n = depth_bands(unimodal, np.ones(unimodal.shape, bool))
+    assert n == 1 and not bands.any()
+    bands, n = depth_bands(unimodal, np.zeros(unimodal.shape, bool))
+    assert n == 0 and bands.shape == unimodal.shape
+
+
+def test_kmeans_1d_finds_weighted_centres_from_either_start():
+    values = np.array([0.1, 0.12, 0.5, 0.52, 0.9])
+    weights = np.array([1.0, 1.0, 2.0, 2.0, 1.0])
+    expected = [0.11, 0.51, 0.9]
+    assert kmeans_1d(values, weights, 3, init=[0.0, 0.4, 1.0]) == pytest.approx(expected)
+    assert kmeans_1d(values, weights, 3) == pytest.approx(expected)
+    # A centre that ends up with no value is dropped rather than left empty.
+    assert len(kmeans_1d(values, weights, 3, init=[0.1, 0.11, 0.5])) <= 3

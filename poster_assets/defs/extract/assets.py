@@ -22,6 +22,7 @@ from poster_assets.extract import rows
 from poster_assets.extract.runner import PosterRef, batched, guarded, load_rgb, run_extraction
 from poster_assets.extract.versions import LAYERS_METHOD, CurrentVersions, current_versions
 from poster_assets.models.dense import DenseEstimator
+from poster_assets.models.foreground import FOREGROUND_MODELS
 from poster_assets.models.hub import Models
 from poster_assets.models.ocr import OCR_MODELS
 from poster_assets.storage.codecs import decode_depth, decode_labels, decode_mask
@@ -96,7 +97,7 @@ class DenseSpec:
     classical fallback), the rows it stores, and how one stored map is drawn in the preview."""
 
     name: str
-    model: str  # registry name of the network
+    models: tuple[str, ...]  # registry names of the networks it may use, preferred first
     description: str
     code_version: str
     estimator: Callable[[Models], DenseEstimator]
@@ -119,7 +120,7 @@ def dense_asset(spec: DenseSpec) -> dg.AssetsDefinition:
         name=spec.name,
         partitions_def=batch_partitions,
         group_name="extract",
-        deps=[RAW_POSTERS, model_key(spec.model)],
+        deps=[RAW_POSTERS, *(model_key(m) for m in spec.models)],
         kinds={"openvino", "duckdb"},
         code_version=spec.code_version,
         description=spec.description,
@@ -174,7 +175,7 @@ def dense_asset(spec: DenseSpec) -> dg.AssetsDefinition:
 
 DEPTH = DenseSpec(
     name="depth_maps",
-    model="midas-small",
+    models=("midas-small",),
     description="Relative monocular depth per poster (MiDaS v2.1 small on OpenVINO, or the heuristic "
     "fallback): a 16-bit PNG (65535 = nearest) plus min/max, histogram and its modes.",
     code_version="depth-v1",
@@ -185,9 +186,9 @@ DEPTH = DenseSpec(
 )
 FOREGROUND = DenseSpec(
     name="foreground_masks",
-    model="u2netp",
-    description="Foreground (subject) probability per poster (U²-Netp on OpenVINO, or GrabCut seeded by "
-    "saliency and a border prior): an 8-bit PNG plus area share and bbox.",
+    models=FOREGROUND_MODELS,
+    description="Foreground (subject) probability per poster (IS-Net when pulled, else U²-Netp, on "
+    "OpenVINO; or GrabCut seeded by saliency and a border prior): an 8-bit PNG plus area share and bbox.",
     code_version="foreground-v1",
     estimator=Models.foreground,
     to_rows=rows.foreground_rows,
@@ -202,7 +203,7 @@ foreground_masks = dense_asset(FOREGROUND)
     partitions_def=batch_partitions,
     group_name="extract",
     deps=[depth_maps, foreground_masks, ocr_text],
-    kinds={"scikit-learn", "duckdb"},
+    kinds={"opencv", "duckdb"},
     code_version=LAYERS_METHOD,
     pool=DB_POOL,
     metadata=table_definition("layer_masks"),
@@ -210,9 +211,11 @@ foreground_masks = dense_asset(FOREGROUND)
 def layer_masks(
     context: dg.AssetExecutionContext, store: PosterStore, models: ModelsResource
 ) -> dg.MaterializeResult:
-    """Depth layers per poster: K from the depth histogram's modes, K-means over depth cleaned
-    with SLIC superpixels; the title layer found from the OCR boxes and the subject layer from
-    the foreground mask. One row per layer, with the versions of all three inputs."""
+    """Layers per poster fused from its three inputs (``vision.fusion``): the title layer is the
+    title's ink (from the OCR boxes), the subject layer the foreground mask, extended by depth
+    where depth clearly separates the subject and the mask stops inside a depth segment, and
+    the rest depth bands (K-means, K from the histogram's modes), the farthest the background.
+    One row per layer, with the versions of all three inputs."""
     require_batch(store, context.partition_key)
     current = current_versions(models)
     versions = {
