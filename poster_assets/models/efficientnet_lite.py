@@ -8,6 +8,9 @@ the network to OpenVINO IR; the IR is cached under
 (``models.artifacts``), and every later process checks and compiles it (and OpenVINO's own
 compile cache makes that fast too). An IR whose files no longer match is converted again from
 the verified weights, never used.
+
+It runs in f32 on every CPU, as an INT8 network (``models.quantize``) where its gate passed
+(``models.precision``); ``efficientnet_version`` names both (``:f32``, ``:int8-<id>:f32``).
 """
 
 from __future__ import annotations
@@ -17,12 +20,14 @@ import io
 import logging
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Literal
 
 import cv2
 import numpy as np
 import openvino as ov
 
-from poster_assets.models import artifacts
+from poster_assets.models import artifacts, precision, runtime
+from poster_assets.models.quantize import Int8Choice, Int8Model
 from poster_assets.models.registry import ModelSpec, get_spec
 from poster_assets.models.runtime import compile_model, core
 from poster_assets.models.weights import ModelUnavailableError, model_status, model_version
@@ -50,9 +55,16 @@ def _weights(models_dir: Path | None = None) -> tuple[ModelSpec, Path]:
     return spec, status.path
 
 
+def int8_choice(models_dir: Path | None = None) -> Int8Choice:
+    """Whether the INT8 network runs (its gate passed) or the float one, and why."""
+    return precision.efficientnet_choice(_weights(models_dir)[0], models_dir)
+
+
 def efficientnet_version(models_dir: Path | None = None) -> str:
-    """The version stored with every vector of the network, without loading (or converting) it."""
-    return model_version(_weights(models_dir)[0])
+    """The version stored with every vector of the network, without loading (or converting) it:
+    the weights, and ``:f32`` or ``:int8-<id>:f32`` (what computes the vectors)."""
+    spec = _weights(models_dir)[0]
+    return precision.chosen_version(precision.efficientnet_choice(spec, models_dir), spec)
 
 
 def ir_path(spec: ModelSpec, models_dir: Path | None = None) -> Path:
@@ -170,19 +182,34 @@ class EfficientNetLite0Embedder:
 
     dim = FEATURE_DIM
 
-    def __init__(self, models_dir: Path | None = None, batch_size: int = 16) -> None:
+    def __init__(
+        self,
+        models_dir: Path | None = None,
+        batch_size: int = 16,
+        int8: Int8Model | None | Literal["auto"] = "auto",
+    ) -> None:
+        """``int8``: ``"auto"`` runs the INT8 network where its gate passed, ``None`` the float
+        one, an ``Int8Model`` that network (gates and benchmarks)."""
         self.batch_size = batch_size
-        self.version = efficientnet_version(models_dir)
+        spec = _weights(models_dir)[0]
+        if int8 == "auto":
+            choice = precision.efficientnet_choice(spec, models_dir)
+            int8, self.precision_note = choice.model, choice.reason
+        else:
+            self.precision_note = f"{MODEL_NAME}: INT8 {int8.id} as asked" if int8 else f"{MODEL_NAME}: float"
+        self.int8: Int8Model | None = int8
         cache_dir = str(Path(models_dir) / "ov_cache") if models_dir is not None else None
+        network = int8.read(core(cache_dir)) if int8 else load_ir(models_dir, cache_dir)
         # f32 rather than the CPU plugin's bf16 default on AVX512-BF16/AMX machines: bf16 is
         # twice as fast but moves the vectors (cosine ~0.998 to f32), so embeddings from
         # different workers of the same model version would not be interchangeable.
         self._compiled = compile_model(
-            load_ir(models_dir, cache_dir),
+            network,
             hint="THROUGHPUT",
             cache_dir=cache_dir,
-            INFERENCE_PRECISION_HINT="f32",
+            INFERENCE_PRECISION_HINT=precision.EMBED_PRECISION,
         )
+        self.version = runtime.versioned(model_version(spec), self._compiled, int8=int8.id if int8 else None)
         jobs = int(self._compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
         self._queue = ov.AsyncInferQueue(self._compiled, max(1, jobs))
 

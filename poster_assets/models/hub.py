@@ -2,10 +2,10 @@
 
 Each family (PP-OCR, depth, foreground, EfficientNet-Lite0, the trained SSL encoder) is built
 from its registry entry once per process, models folder and *stamp*: the stamp changes when
-weights are pulled or replaced, the user manifest is edited or a new encoder is promoted, so a
-long-lived code server picks up a model change without a restart, and a stale runner never
-labels new values. Callers that only need to know which values are current ask for versions,
-which never compile a network.
+weights are pulled or replaced, the user manifest is edited, a new encoder is promoted or an
+INT8 network is judged (``quantize``), so a long-lived code server picks up a model change
+without a restart, and a stale runner never labels new values. Callers that only need to know
+which values are current ask for versions, which never compile a network.
 """
 
 from __future__ import annotations
@@ -15,11 +15,16 @@ from pathlib import Path
 from typing import TypeVar
 
 from poster_assets import settings
+from poster_assets.models import precision, runtime
 from poster_assets.models.depth import DepthEstimator
+from poster_assets.models.efficientnet_lite import MODEL_NAME as EFFICIENTNET
 from poster_assets.models.efficientnet_lite import EfficientNetLite0Embedder, efficientnet_version
 from poster_assets.models.foreground import ForegroundSegmenter
-from poster_assets.models.ocr import OcrEngine, ocr_version
+from poster_assets.models.ocr import OCR_MODELS, OcrEngine, _ocr_specs, ocr_version
+from poster_assets.models.quantize import gate_records
+from poster_assets.models.registry import get_spec
 from poster_assets.models.ssl_encoder import POINTER, SslEmbedder, SslEncoder, current_encoder, ssl_dir
+from poster_assets.models.weights import model_status
 
 _Stamp = tuple[tuple[str, int, int], ...]
 
@@ -27,6 +32,8 @@ _Stamp = tuple[tuple[str, int, int], ...]
 def _stamp(models_dir: Path) -> _Stamp:
     files = [p for p in (models_dir.iterdir() if models_dir.is_dir() else ()) if p.is_file()]
     files.append(ssl_dir(models_dir) / POINTER)
+    # A newly judged INT8 network changes which network a runner loads, and its version.
+    files.extend(gate_records(models_dir))
     return tuple(sorted((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in files if p.is_file()))
 
 
@@ -93,3 +100,21 @@ class Models:
     def ssl_version(self) -> str | None:
         encoder = self.ssl_encoder()
         return encoder.version if encoder else None
+
+    def data_version(self, name: str) -> str:
+        """The data version of model ``name``'s source asset: what computes its values, as its
+        values are labelled (``weights.model_data_version`` plus, for PP-OCR and
+        EfficientNet-Lite0, the precision and the INT8 network in use), so that a new INT8
+        network or another class of CPU marks the values stale too. Never compiles."""
+        status = model_status(get_spec(name, self.path), self.path)
+        if status.state != "present":
+            return status.in_use
+        if name == EFFICIENTNET:
+            return self.efficientnet_version()
+        if name in OCR_MODELS:
+            specs, _ = _ocr_specs(self.path)
+            choices = precision.ocr_choices(specs, self.path)
+            if name in choices:
+                return precision.chosen_version(choices[name], status.spec)
+            return precision.float_version(status.spec, runtime.inference_precision())
+        return status.in_use

@@ -13,6 +13,10 @@ contains full-width Latin forms (``Ｌ`` for ``L``).
 ``read`` is for one poster at a time (one engine on all cores, LATENCY). ``read_many`` is for
 batches: a pool of engines, one OpenVINO stream each with a share of the cores, runs posters on
 threads at once (OpenVINO releases the GIL while it infers), like the THROUGHPUT hint's streams.
+
+Precision: rapidocr compiles each network at the CPU plugin's default (bf16 where the CPU has
+it, f32 elsewhere), and the detector and recogniser run as INT8 networks where their gates
+passed (``models.precision``); the version names both per model (``runtime.versioned``).
 """
 
 from __future__ import annotations
@@ -21,15 +25,17 @@ import os
 import queue
 import threading
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import cv2
 import numpy as np
 
+from poster_assets.models import precision, runtime
+from poster_assets.models.quantize import Int8Model
 from poster_assets.models.registry import ModelSpec, get_spec
 from poster_assets.models.weights import ModelUnavailableError, model_status, model_version
 
@@ -84,15 +90,43 @@ def _ocr_specs(models_dir: Path | None) -> tuple[tuple[ModelSpec, ...], tuple[st
     return specs, tuple(paths)
 
 
-def _version(specs: Sequence[ModelSpec], word_gaps: bool) -> str:
-    models = ",".join(model_version(s) for s in specs)
+# Which INT8 network replaces a float OCR model: "auto" asks ``precision.ocr_choices`` (the
+# ones whose gate passed); a mapping names them exactly (gates and benchmarks), absent = float.
+Int8Selection = Mapping[str, Int8Model | None] | Literal["auto"]
+
+
+def _version(
+    specs: Sequence[ModelSpec],
+    word_gaps: bool,
+    precisions: Sequence[str],
+    int8: Mapping[str, Int8Model | None],
+) -> str:
+    models = ",".join(
+        model_version(s) + runtime.precision_suffix(p, m.id if (m := int8.get(s.name)) else None)
+        for s, p in zip(specs, precisions, strict=True)
+    )
     return f"ppocr:{models}+{_POST_VERSION}" if word_gaps else f"ppocr:{models}"
+
+
+def _selected(
+    specs: Sequence[ModelSpec], models_dir: Path | None, int8: Int8Selection
+) -> tuple[dict[str, Int8Model | None], list[str]]:
+    """The INT8 network (or None) per OCR model, and what was decided and why."""
+    if int8 == "auto":
+        choices = precision.ocr_choices(specs, models_dir)
+        return {n: c.model for n, c in choices.items()}, [c.reason for c in choices.values()]
+    unknown = set(int8) - set(precision.OCR_INT8)
+    if unknown:
+        raise ValueError(f"no INT8 network is planned for {sorted(unknown)}; only for {precision.OCR_INT8}")
+    return dict(int8), [f"{n}: INT8 {m.id} as asked" for n, m in int8.items() if m is not None]
 
 
 def ocr_version(models_dir: Path | None = None, word_gaps: bool = True) -> str:
     """``OcrEngine(models_dir).version`` without compiling the models: for steps that only
     need to know which OCR values are current."""
-    return _version(_ocr_specs(models_dir)[0], word_gaps)
+    specs = _ocr_specs(models_dir)[0]
+    chosen, _ = _selected(specs, models_dir, "auto")
+    return _version(specs, word_gaps, [runtime.inference_precision()] * len(specs), chosen)
 
 
 class OcrEngine:
@@ -109,23 +143,36 @@ class OcrEngine:
         models_dir: Path | None = None,
         det_limit_side_len: int | None = None,
         word_gaps: bool = True,
+        int8: Int8Selection = "auto",
     ) -> None:
-        """``word_gaps=False`` returns rapidocr's text as recognised (for comparisons)."""
+        """``word_gaps=False`` returns rapidocr's text as recognised (for comparisons).
+        ``int8``: ``"auto"`` runs the INT8 detector / recogniser where their gates passed;
+        ``{}`` runs every model in float; ``{"ppocr-det": model}`` exactly that network."""
         self.word_gaps = word_gaps
-        self.specs, self.paths = _ocr_specs(models_dir)
-        key = tuple(zip(self.paths, (s.sha256 for s in self.specs), strict=True)) + (
-            ("det_limit", str(det_limit_side_len)),
+        self.specs, float_paths = _ocr_specs(models_dir)
+        self.int8, self.precision_notes = _selected(self.specs, models_dir, int8)
+        self.paths = tuple(
+            str(m.xml) if (m := self.int8.get(s.name)) else p
+            for s, p in zip(self.specs, float_paths, strict=True)
         )
+        shas = tuple(f"int8-{m.id}" if (m := self.int8.get(s.name)) else s.sha256 for s in self.specs)
+        key = tuple(zip(self.paths, shas, strict=True)) + (("det_limit", str(det_limit_side_len)),)
         with _engines_lock:
             if key not in _engines:
                 _engines[key] = (_build_rapidocr(self.paths, det_limit_side_len), threading.Lock())
         self._rapid, self._lock = _engines[key]
         self._key, self._det_limit = key, det_limit_side_len
+        # What the compiled networks compute in: rapidocr compiles at the CPU's default.
+        self.precisions = {
+            spec.name: runtime.inference_precision(compiled)
+            for spec, compiled in zip(self.specs, _compiled_models(self._rapid), strict=True)
+        }
 
     @property
     def version(self) -> str:
-        """Names all three models, e.g. ``ppocr:ppocr-det@PP-OCRv6-det-small+090f04abcd9d,…``."""
-        return _version(self.specs, self.word_gaps)
+        """Names all three models and what computes them, e.g.
+        ``ppocr:ppocr-det@PP-OCRv6-det-small+090f04abcd9d:int8-5f0c2e9a1b:bf16,…``."""
+        return _version(self.specs, self.word_gaps, list(self.precisions.values()), self.int8)
 
     @property
     def engines(self) -> dict[str, str]:
@@ -168,6 +215,14 @@ class OcrEngine:
         with ThreadPoolExecutor(max_workers=min(size, len(bgrs)), thread_name_prefix="ocr") as ex:
             return list(ex.map(one, bgrs))
 
+    def release(self) -> None:
+        """Forget the compiled engines of this configuration, so memory goes when the last
+        instance does: for throwaway configurations (an INT8 candidate under its gate)."""
+        with _engines_lock:
+            _engines.pop(self._key, None)
+            _pools.pop(self._key, None)
+            _pool_sizes.pop(self._key, None)
+
     def _pool(self) -> tuple[queue.SimpleQueue[Any], int]:
         with _engines_lock:
             if self._key not in _pools:
@@ -194,6 +249,12 @@ class OcrEngine:
             # None: skip rapidocr's word boxes, which are not used.
             rec_res.word_results = tuple(None for _ in rec_res.word_results)
         return rapid.build_final_output(bgr, det_res, cls_res, rec_res, crops, op_record)
+
+
+def _compiled_models(rapid: Any) -> list[Any]:
+    """det, cls, rec as compiled by rapidocr (its OpenVINO session keeps only the request)."""
+    sessions = (rapid.text_det.session, rapid.text_cls.session, rapid.text_rec.session)
+    return [s.session.get_compiled_model() for s in sessions]
 
 
 def pool_shape(cpus: int) -> tuple[int, int]:

@@ -8,7 +8,6 @@ import dagster as dg
 
 from poster_assets.defs.resources import ModelsResource
 from poster_assets.models.registry import builtin_specs
-from poster_assets.models.weights import model_data_version
 
 # Observable source assets are beta; they are still the idiom for external inputs like weights.
 warnings.filterwarnings("ignore", category=dg.BetaWarning)
@@ -27,7 +26,7 @@ def _model_source(name: str, task: str) -> dg.AssetsDefinition:
         description=f"{task} model `{name}` from the registry (`poster-assets models list`).",
     )
     def _observe(models: ModelsResource) -> dg.ObserveResult:
-        version = model_data_version(name, models.path)
+        version = models.data_version(name)
         return dg.ObserveResult(
             data_version=dg.DataVersion(version),
             metadata={"in_use": version, "models_dir": dg.MetadataValue.path(str(models.path))},
