@@ -29,34 +29,33 @@ query JobRuns($location: String!, $job: String!) {
     ... on Pipeline { runs { runId status tags { key value } } }
   }
 }"""
-LATEST = """
+# What a materialization says: its run, its row count and its markdown previews.
+FACTS = """
+fragment Facts on MaterializationEvent {
+  runId
+  metadataEntries {
+    label
+    __typename
+    ... on IntMetadataEntry { intValue }
+    ... on MarkdownMetadataEntry { mdStr }
+  }
+}"""
+LATEST = FACTS + """
 query Latest($key: AssetKeyInput!, $partition: String!) {
   assetNodeOrError(assetKey: $key) {
     ... on AssetNode {
       latestMaterializationByPartition(partitions: [$partition]) {
-        runId
-        metadataEntries {
-          label
-          __typename
-          ... on IntMetadataEntry { intValue }
-          ... on MarkdownMetadataEntry { mdStr }
-        }
+        ...Facts
       }
     }
   }
 }"""
-LATEST_UNPARTITIONED = """
+LATEST_UNPARTITIONED = FACTS + """
 query Latest($key: AssetKeyInput!) {
   assetOrError(assetKey: $key) {
     ... on Asset {
       assetMaterializations(limit: 1) {
-        runId
-        metadataEntries {
-          label
-          __typename
-          ... on IntMetadataEntry { intValue }
-          ... on MarkdownMetadataEntry { mdStr }
-        }
+        ...Facts
       }
     }
   }
