@@ -1,49 +1,186 @@
 """Shared machinery of the image-to-map estimators (depth, foreground): pick the neural path or
 the classical fallback from the registry, and run the network over lists of images with an
 OpenVINO ``AsyncInferQueue`` so pre-processing of the next image overlaps inference of the
-previous ones and several requests run in parallel streams (THROUGHPUT hint)."""
+previous ones and several requests run in parallel streams (THROUGHPUT hint).
+
+Which network runs, in which precision and whether as its INT8 network (``models.quantize``,
+where its gate passed) is decided without compiling anything (``DenseEstimator.select`` ->
+``DenseSelection``), so the versions that say which values are current cost milliseconds; the
+estimator compiles what the selection names and its ``version`` is the selection's.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import hashlib
+import json
+import logging
 import threading
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import cv2
 import numpy as np
 import openvino as ov
 
 from poster_assets.models import runtime
-from poster_assets.models.registry import ModelSpec, get_spec
+from poster_assets.models.precision import dense_choice
+from poster_assets.models.quantize import Int8Choice, Int8Model
+from poster_assets.models.registry import ModelSpec, get_spec, size_tag
 from poster_assets.models.weights import model_status, model_version
+from poster_assets.settings import models_dir as default_models_dir
+from poster_assets.storage.files import atomic_write_text
+
+log = logging.getLogger(__name__)
 
 Boxes = Sequence[Sequence[int]]
+# Verdicts of ``network_problem``, one small JSON file per network file and contract.
+VERDICTS_DIR = "contracts"
+_VERDICT_FORMAT = 1  # bump when the checks change: older verdicts are then found afresh
+
+
+@dataclass(frozen=True)
+class DenseSelection:
+    """What a dense estimator runs, decided without compiling: ``path`` of the verified float
+    network (None: the classical fallback runs, ``reason`` says why), the precision its float
+    parts compute in, and the INT8 choice for it (``int8.model``: the INT8 network to run)."""
+
+    spec: ModelSpec
+    reason: str
+    path: Path | None = None
+    precision: str = ""
+    int8: Int8Choice | None = None
+
+    @property
+    def neural(self) -> bool:
+        return self.path is not None
+
+    @property
+    def int8_model(self) -> Int8Model | None:
+        return self.int8.model if self.int8 else None
+
+    @property
+    def version(self) -> str:
+        """The version its values carry: the weights, ``:int8-<id>`` when the INT8 network runs,
+        and the precision (``runtime.versioned``); or the fallback's version string."""
+        if not self.neural:
+            return self.spec.fallback or "unavailable"
+        int8_id = self.int8_model.id if self.int8_model else None
+        return runtime.versioned(model_version(self.spec), hint=self.precision, int8=int8_id)
+
+
+def int8_variant(spec: ModelSpec) -> str:
+    """What an INT8 plan of ``spec`` adds to name its graph (``precision.dense_plan``): the run
+    size (``640px``) when the network is reshaped before it runs, else nothing."""
+    run_size = spec.input.run_size
+    return size_tag(run_size) if run_size else ""
+
+
+def select_network(
+    spec: ModelSpec, models_dir: Path | None = None, precision: str | None = None
+) -> DenseSelection:
+    """Whether ``spec``'s network runs (its file is present, verifies and fits its contract) and
+    how: at the precision the ``INFERENCE_PRECISION_HINT`` ``precision`` gives (None: the CPU's
+    default), as its INT8 network where the one for that precision and run size passed its gate."""
+    status = model_status(spec, models_dir)
+    if status.state != "present":
+        return DenseSelection(spec, status.reason)
+    if problem := network_problem(spec, status.path, models_dir):
+        return DenseSelection(spec, f"{spec.name}: {problem}; refusing it, using {spec.fallback}")
+    prec = runtime.inference_precision(hint=precision)
+    choice = dense_choice(spec, prec, models_dir, variant=int8_variant(spec))
+    return DenseSelection(spec, status.reason, status.path, prec, choice)
+
+
+def read_float(spec: ModelSpec, path: Path | str, cache_dir: str | None = None) -> ov.Model:
+    """The float network as the estimator runs it: reshaped to its run size (constant-size
+    resizes rewritten to scales first) or as exported. What INT8 networks are made from."""
+    if spec.input.run_size is None:
+        return runtime.core(cache_dir).read_model(str(path))
+    from poster_assets.models.onnx_resize import read_resized  # lazy: imports onnx
+
+    return read_resized(path, spec.input.run_size, cache_dir)
+
+
+def network_problem(spec: ModelSpec, path: Path, models_dir: Path | None = None) -> str | None:
+    """Why the verified network at ``path`` cannot run as ``spec`` says (it cannot be reshaped
+    to its run size, or its inputs or outputs differ from the contract), or None. Found by
+    reading the graph, not compiling it (seconds for IS-Net), and kept under
+    ``<models>/contracts/`` keyed by the file's sha256, the contract and the OpenVINO version,
+    so later processes answer in milliseconds."""
+    record = _verdict_path(spec, models_dir)
+    try:
+        return json.loads(record.read_text(encoding="utf-8"))["problem"]
+    except (OSError, ValueError, KeyError):
+        pass
+    problem = _read_problem(spec, path, _cache_dir(models_dir))
+    try:
+        atomic_write_text(record, json.dumps({"model": model_version(spec), "problem": problem}))
+    except OSError as exc:  # a read-only models folder: the verdict is found again next time
+        log.debug("cannot record the contract verdict of %s: %s", spec.name, exc)
+    return problem
+
+
+def _verdict_path(spec: ModelSpec, models_dir: Path | None) -> Path:
+    contract = {
+        "sha256": spec.sha256,
+        "input": dataclasses.asdict(spec.input),
+        "output": spec.output.index,
+        "openvino": ov.__version__,
+        "format": _VERDICT_FORMAT,
+    }
+    key = hashlib.sha256(json.dumps(contract, sort_keys=True).encode()).hexdigest()[:16]
+    root = Path(models_dir) if models_dir else default_models_dir()
+    return root / VERDICTS_DIR / f"{spec.name}-{key}.json"
+
+
+def _cache_dir(models_dir: Path | None) -> str | None:
+    """The compile cache the estimator uses (and so the ``runtime.core`` it reads with)."""
+    return str(Path(models_dir) / "ov_cache") if models_dir else None
+
+
+def _read_problem(spec: ModelSpec, path: Path, cache_dir: str | None) -> str | None:
+    try:
+        model = read_float(spec, path, cache_dir)
+    except (RuntimeError, ValueError) as err:
+        if spec.input.run_size is None:
+            raise
+        # A size the network cannot be reshaped to (its skip connections no longer align).
+        h, w = spec.input.run_size
+        return f"cannot run at {h}x{w} ({err})"
+    return _contract_problem(model, spec)
 
 
 @functools.cache
-def _compiled(
-    path: str,
-    sha256: str,
-    hint: str,
-    cache_dir: str | None,
-    precision: str | None,
-    run_size: tuple[int, int] | None = None,
+def _compiled_float(
+    spec: ModelSpec, path: str, hint: str, cache_dir: str | None, precision: str | None
 ) -> ov.CompiledModel:
-    # Keyed by sha256 too, so a replaced file is compiled afresh in the same process.
-    config = {"INFERENCE_PRECISION_HINT": precision} if precision else {}
-    model: str | ov.Model = path
-    if run_size is not None:
-        # Run at another size than exported: resizes rewritten to scales, then reshaped.
-        from poster_assets.models.onnx_resize import read_resized  # lazy: imports onnx
-
-        model = read_resized(path, run_size, cache_dir)
+    # Keyed by the spec (its sha256 and run size), so a replaced file is compiled afresh.
+    config = {runtime.PRECISION_HINT: precision} if precision else {}
+    # As exported: from the path; at another size: the reshaped graph.
+    model = path if spec.input.run_size is None else read_float(spec, path, cache_dir)
     return runtime.compile_model(model, hint=hint, cache_dir=cache_dir, **config)
+
+
+def _compile(
+    selection: DenseSelection, hint: str, cache_dir: str | None, precision: str | None
+) -> ov.CompiledModel:
+    assert selection.path is not None
+    int8 = selection.int8_model
+    if int8 is None:
+        return _compiled_float(selection.spec, str(selection.path), hint, cache_dir, precision)
+    config = {runtime.PRECISION_HINT: precision} if precision else {}
+    # Compiled from the bytes checked against its record (the INT8 IR is made at the run size).
+    return runtime.compile_model(int8.read(runtime.core(cache_dir)), hint=hint, cache_dir=cache_dir, **config)
 
 
 class DenseEstimator:
     """Base of ``DepthEstimator`` and ``ForegroundSegmenter``: subclasses give the model name,
-    the fallback function and the pre/post-processing."""
+    the fallback function and the pre/post-processing (and may choose among several models by
+    overriding ``select``)."""
 
     model_name: str = ""
 
@@ -53,44 +190,47 @@ class DenseEstimator:
         model: str | None = None,
         hint: str = "THROUGHPUT",
         precision: str | None = None,
+        int8: Int8Model | None | Literal["auto"] = "auto",
     ) -> None:
         """``precision``: OpenVINO's ``INFERENCE_PRECISION_HINT`` (``"f32"`` for exact
         results); by default the CPU plugin picks bf16 where the CPU has it (about 2 decimal
-        digits on these normalised maps, and faster)."""
-        self.spec: ModelSpec = get_spec(model or self.model_name, models_dir)
-        status = model_status(self.spec, models_dir)
-        self.reason = status.reason
+        digits on these normalised maps, and faster). ``int8``: ``"auto"`` runs the INT8
+        network where its gate passed, None the float one, an ``Int8Model`` that network
+        (gates and benchmarks)."""
+        selection = self.select(models_dir, model, precision)
+        if int8 != "auto" and selection.int8 is not None:
+            why = f"{selection.spec.name}: INT8 {int8.id} as asked" if int8 else "float as asked"
+            selection = dataclasses.replace(
+                selection, int8=dataclasses.replace(selection.int8, model=int8, reason=why)
+            )
+        self.selection = selection
+        self.spec: ModelSpec = selection.spec
+        self.reason = selection.reason
+        self.int8: Int8Model | None = selection.int8_model
+        self.version = selection.version
         self._compiled: ov.CompiledModel | None = None
         self._queue: ov.AsyncInferQueue | None = None
         self._lock = threading.Lock()
-        if status.state != "present":
+        if not selection.neural:
             return
-        cache_dir = str(Path(models_dir) / "ov_cache") if models_dir else None
-        run_size = self.spec.input.run_size
-        try:
-            compiled = _compiled(str(status.path), self.spec.sha256, hint, cache_dir, precision, run_size)
-        except (RuntimeError, ValueError) as err:
-            if run_size is None:
-                raise
-            # A size the network cannot be reshaped to (its skip connections no longer align).
-            h, w = run_size
-            self.reason = f"{self.spec.name}: cannot run at {h}x{w} ({err}); using {self.spec.fallback}"
-            return
-        problem = _contract_problem(compiled, self.spec)
-        if problem:
-            self.reason = f"{self.spec.name}: {problem}; refusing the model, using {self.spec.fallback}"
-            return
-        self._compiled = compiled
+        self._compiled = _compile(selection, hint, _cache_dir(models_dir), precision)
+        # What computed the values, as compiled; the selection named it the same way.
+        self.version = runtime.versioned(
+            model_version(self.spec), self._compiled, int8=self.int8.id if self.int8 else None
+        )
+
+    @classmethod
+    def select(
+        cls, models_dir: Path | None = None, model: str | None = None, precision: str | None = None
+    ) -> DenseSelection:
+        """What ``cls(models_dir, model, precision=precision)`` runs, without compiling: its
+        ``version`` is the estimator's."""
+        return select_network(get_spec(model or cls.model_name, models_dir), models_dir, precision)
 
     @property
     def neural(self) -> bool:
         """True when the network runs, False when the classical fallback does."""
         return self._compiled is not None
-
-    @property
-    def version(self) -> str:
-        """``model_version`` of the network, or the fallback's version string."""
-        return model_version(self.spec) if self.neural else str(self.spec.fallback)
 
     def predict(self, rgb: np.ndarray, text_boxes: Boxes | None = None) -> np.ndarray:
         return self.predict_batch([rgb], [text_boxes] if text_boxes is not None else None)[0]
@@ -171,13 +311,13 @@ def map_to_image(
     return ((m - lo) / (hi - lo)).astype(np.float32)
 
 
-def _contract_problem(compiled: ov.CompiledModel, spec: ModelSpec) -> str | None:
-    """Why the compiled network does not fit the spec's contract, or None."""
-    if len(compiled.outputs) <= spec.output.index:
-        return f"expected at least {spec.output.index + 1} outputs, found {len(compiled.outputs)}"
-    shape = compiled.input(0).get_partial_shape()
+def _contract_problem(model: ov.Model, spec: ModelSpec) -> str | None:
+    """Why the network (as it will be compiled) does not fit the spec's contract, or None."""
+    if len(model.outputs) <= spec.output.index:
+        return f"expected at least {spec.output.index + 1} outputs, found {len(model.outputs)}"
+    shape = model.input(0).get_partial_shape()
     expected = spec.input.shape
-    if spec.input.run_size is not None:  # reshaped before compiling
+    if spec.input.run_size is not None:  # reshaped before it runs
         expected = (*expected[:2], *spec.input.run_size)
     if shape.rank.is_static and len(shape) != len(expected):
         return f"input rank {len(shape)} differs from the contract {expected}"

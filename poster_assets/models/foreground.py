@@ -6,13 +6,21 @@ Output convention: float32 HxW probability in [0, 1].
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from poster_assets.models.dense import DenseEstimator, imagenet_tensor, map_to_image
+from poster_assets.models.dense import (
+    DenseEstimator,
+    DenseSelection,
+    imagenet_tensor,
+    map_to_image,
+    select_network,
+)
+from poster_assets.models.registry import get_spec
 
 # In order of preference: the first that is present, verifies and fits its contract runs.
 # The two IS-Net exports give the same masks; the fp16 one runs about 3x faster on OpenVINO.
@@ -24,7 +32,8 @@ class ForegroundSegmenter(DenseEstimator):
     """``ForegroundSegmenter(models_dir).predict_batch(images, text_boxes)``.
 
     Tries the registry's ``FOREGROUND_MODELS`` in order (or only ``model`` when given) and
-    runs the first whose file is present, verifies and fits its contract; when none does,
+    runs the first whose file is present, verifies and fits its contract (``select`` says which
+    without compiling, and in which precision / INT8 network); when none does,
     ``poster_assets.vision.foreground_grabcut.foreground_probability`` (version
     ``fg:grabcut-saliency-v1``). ``reason`` says which one runs and why the ones before it
     do not.
@@ -38,26 +47,23 @@ class ForegroundSegmenter(DenseEstimator):
 
     model_name = FOREGROUND_MODEL
 
-    def __init__(
-        self,
-        models_dir: Path | None = None,
-        model: str | None = None,
-        hint: str = "THROUGHPUT",
-        precision: str | None = None,
-    ) -> None:
+    @classmethod
+    def select(
+        cls, models_dir: Path | None = None, model: str | None = None, precision: str | None = None
+    ) -> DenseSelection:
         passed_over: list[str] = []
         for name in (model,) if model else FOREGROUND_MODELS:
-            super().__init__(models_dir, name, hint, precision)
-            if self.neural:
+            selection = select_network(get_spec(name, models_dir), models_dir, precision)
+            if selection.neural:
                 break
-            passed_over.append(_without_fallback(self.reason, self.spec.fallback))
-        if self.neural:
-            size = self.spec.input.run_size or self.spec.input.size
-            at = f" at {size[0]}x{size[1]}" if size else ""
-            why = "; ".join(passed_over) or ("asked for" if model else "the first choice")
-            self.reason = f"using {self.spec.name}{at}: present and verified ({why})"
-        else:
-            self.reason = f"using {self.spec.fallback}: " + "; ".join(passed_over)
+            passed_over.append(_without_fallback(selection.reason, selection.spec.fallback))
+        spec = selection.spec
+        if not selection.neural:
+            return dataclasses.replace(selection, reason=f"using {spec.fallback}: " + "; ".join(passed_over))
+        size = spec.input.run_size or spec.input.size
+        at = f" at {size[0]}x{size[1]}" if size else ""
+        why = "; ".join(passed_over) or ("asked for" if model else "the first choice")
+        return dataclasses.replace(selection, reason=f"using {spec.name}{at}: present and verified ({why})")
 
     def _preprocess(self, rgb: np.ndarray) -> np.ndarray:
         if self.spec.input.scale == "max":  # rembg's U²-Net recipe

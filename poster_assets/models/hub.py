@@ -16,6 +16,7 @@ from typing import TypeVar
 
 from poster_assets import settings
 from poster_assets.models import precision, runtime
+from poster_assets.models.dense import select_network
 from poster_assets.models.depth import DepthEstimator
 from poster_assets.models.efficientnet_lite import MODEL_NAME as EFFICIENTNET
 from poster_assets.models.efficientnet_lite import EfficientNetLite0Embedder, efficientnet_version
@@ -89,10 +90,10 @@ class Models:
         return ocr_version(self.path)
 
     def depth_version(self) -> str:
-        return self.depth().version  # cheap: the fallback or a verified file, compiled once
+        return DepthEstimator.select(self.path).version
 
     def foreground_version(self) -> str:
-        return self.foreground().version
+        return ForegroundSegmenter.select(self.path).version
 
     def efficientnet_version(self) -> str:
         return efficientnet_version(self.path)
@@ -103,10 +104,14 @@ class Models:
 
     def data_version(self, name: str) -> str:
         """The data version of model ``name``'s source asset: what computes its values, as its
-        values are labelled (``weights.model_data_version`` plus, for PP-OCR and
-        EfficientNet-Lite0, the precision and the INT8 network in use), so that a new INT8
-        network or another class of CPU marks the values stale too. Never compiles."""
-        status = model_status(get_spec(name, self.path), self.path)
+        values are labelled (``weights.model_data_version`` plus, for the networks, the
+        precision and the INT8 network in use), so that a new INT8 network or another class of
+        CPU marks the values stale too. A depth or foreground network that does not fit its
+        contract is its fallback. Never compiles."""
+        spec = get_spec(name, self.path)
+        if spec.task in ("depth", "foreground"):
+            return select_network(spec, self.path).version
+        status = model_status(spec, self.path)
         if status.state != "present":
             return status.in_use
         if name == EFFICIENTNET:

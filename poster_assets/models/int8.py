@@ -1,4 +1,5 @@
-"""Making and judging the product's INT8 networks: PP-OCR det and rec, EfficientNet-Lite0.
+"""Making and judging the product's INT8 networks: PP-OCR det and rec, EfficientNet-Lite0 and
+the foreground network in use (IS-Net). ``poster-assets models quantize`` runs ``prepare``.
 
 ``prepare(models_dir, search_quality=..., foreground_crop=...)`` does it all once (minutes on
 2 cores): it generates the calibration posters (demo seed 1) and the gate corpus (the default
@@ -17,7 +18,9 @@ without it only whole posters are judged).
 
 A foreground (or depth) network gets the same with one call, ``prepare_dense(spec, load_float,
 preprocess, to_mask, ...)``, judged by the IoU of its INT8 and float masks, and looked up with
-``precision.dense_choice``.
+``precision.dense_choice`` (``DenseEstimator`` does); ``prepare_foreground`` makes the one of
+the foreground network in use, and ``prepare`` includes it. Depth has no gate of its own yet:
+its INT8 network would be loaded the same way, but none is made.
 """
 
 from __future__ import annotations
@@ -35,6 +38,9 @@ from PIL import Image
 
 from poster_assets.demo import generate_corpus, load_ground_truth, plan_poster, render_poster
 from poster_assets.models import precision, runtime
+from poster_assets.models.dense import int8_variant, read_float
+from poster_assets.models.depth import DepthEstimator
+from poster_assets.models.efficientnet_lite import MODEL_NAME as EFFICIENTNET
 from poster_assets.models.efficientnet_lite import (
     EfficientNetLite0Embedder,
     _weights,
@@ -43,12 +49,14 @@ from poster_assets.models.efficientnet_lite import (
 from poster_assets.models.efficientnet_lite import (
     preprocess as embed_preprocess,
 )
+from poster_assets.models.foreground import ForegroundSegmenter
 from poster_assets.models.ocr import OcrEngine, _ocr_specs
 from poster_assets.models.quantize import (
     Check,
     GateResult,
     Int8Choice,
     Int8Model,
+    choose,
     delta_check,
     mask_iou_gate,
     neighbour_recall,
@@ -57,6 +65,7 @@ from poster_assets.models.quantize import (
     speed_check,
 )
 from poster_assets.models.registry import ModelSpec
+from poster_assets.models.weights import ModelUnavailableError
 from poster_assets.storage.codecs import MASK_THRESHOLD
 from poster_assets.vision.metrics import character_error_rate
 from poster_assets.vision.title import title_box
@@ -242,11 +251,14 @@ def prepare_ocr(
     posters: Callable[[], DemoPosters] | None = None,
     force: bool = False,
     say: Say = log.info,
+    only: Collection[str] = precision.OCR_INT8,
 ) -> dict[str, Int8Model]:
     """Make and judge the INT8 detector, then the INT8 recogniser behind the detector the product
     will use; both gates compare with the all-float pipeline. Returns each network made (see
     ``.accepted``). Nothing is computed for a network whose folder is already there.
-    ``posters``: the gate corpus when the caller has it already (``gate_corpus(gate_posters)``)."""
+    ``posters``: the gate corpus when the caller has it already (``gate_corpus(gate_posters)``);
+    ``only``: the networks to make (the recogniser alone is judged behind the detector the
+    product chooses now)."""
     specs, paths = _ocr_specs(models_dir)
     prec = runtime.inference_precision()
     corpus = _lazy(posters or (lambda: gate_corpus(gate_posters)))
@@ -272,24 +284,30 @@ def prepare_ocr(
     by_name = {s.name: s for s in specs}
     made: dict[str, Int8Model] = {}
     det_plan = precision.ocr_plan("ppocr-det", specs, prec, gate_posters=gate_posters)
-    say(f"ppocr-det: INT8 plan {det_plan.folder(models_dir)}")
-    made["ppocr-det"] = quantize_gated(
-        det_plan,
-        lambda: core.read_model(paths[0]),
-        lambda: inputs()["ppocr-det"],
-        _ocr_gate(models_dir, "ppocr-det", paths[0], reference, timing, corpus, {}),
-        models_dir,
-        force,
-    )
-    det = made["ppocr-det"] if made["ppocr-det"].accepted else None
-    det_version = precision.chosen_version(Int8Choice(det_plan, det, ""), by_name["ppocr-det"])
+    if "ppocr-det" in only:
+        say(f"ppocr-det: INT8 plan {det_plan.folder(models_dir)}")
+        made["ppocr-det"] = quantize_gated(
+            det_plan,
+            lambda: core.read_model(paths[0]),
+            lambda: inputs()["ppocr-det"],
+            _ocr_gate(models_dir, "ppocr-det", paths[0], reference, timing, corpus, {}),
+            models_dir,
+            force,
+        )
+        det_choice = Int8Choice(det_plan, made["ppocr-det"] if made["ppocr-det"].accepted else None, "")
+    else:
+        det_choice = choose(det_plan, models_dir)
+    if "ppocr-rec" not in only:
+        return made
+    det_version = precision.chosen_version(det_choice, by_name["ppocr-det"])
     rec_plan = precision.ocr_plan("ppocr-rec", specs, prec, det_version, gate_posters)
     say(f"ppocr-rec: INT8 plan {rec_plan.folder(models_dir)} (behind {det_version})")
+    others = {"ppocr-det": det_choice.model}
     made["ppocr-rec"] = quantize_gated(
         rec_plan,
         lambda: core.read_model(paths[2]),
         lambda: inputs()["ppocr-rec"],
-        _ocr_gate(models_dir, "ppocr-rec", paths[2], reference, timing, corpus, {"ppocr-det": det}),
+        _ocr_gate(models_dir, "ppocr-rec", paths[2], reference, timing, corpus, others),
         models_dir,
         force,
     )
@@ -398,28 +416,53 @@ def prepare(
     posters: Callable[[], DemoPosters] | None = None,
     force: bool = False,
     say: Say = log.info,
+    only: Collection[str] | None = None,
 ) -> dict[str, Int8Model]:
-    """Every INT8 network of the product, made and judged once; the gate corpus is generated
-    once for all of them. EfficientNet is skipped (with a message) without ``search_quality``.
-    The product uses networks judged on ``precision.GATE_POSTERS`` posters only."""
+    """Every INT8 network of the product (``networks``), or the ones in ``only``, made and
+    judged once; the gate corpus is generated once for all of them. EfficientNet is skipped
+    (with a message) without ``search_quality``. The product uses networks judged on
+    ``precision.GATE_POSTERS`` posters only."""
+    known = networks(models_dir)
+    wanted = set(known if only is None else only)
+    if unknown := wanted - set(known):
+        raise ValueError(f"no INT8 network {', '.join(sorted(unknown))}; these are made: {', '.join(known)}")
     posters = _lazy(posters or (lambda: gate_corpus(gate_posters)))
-    made = prepare_ocr(models_dir, gate_posters, posters, force, say)
-    if search_quality is None:
-        say("efficientnet-lite0: skipped (its gate needs search_quality=poster_assets.search.quality)")
-    else:
-        made["efficientnet-lite0"] = prepare_efficientnet(
+    made: dict[str, Int8Model] = {}
+    if ocr := [n for n in precision.OCR_INT8 if n in wanted]:
+        made |= prepare_ocr(models_dir, gate_posters, posters, force, say, ocr)
+    if EFFICIENTNET in wanted and search_quality is None:
+        say(f"{EFFICIENTNET}: skipped (its gate needs search_quality=poster_assets.search.quality)")
+    elif EFFICIENTNET in wanted:
+        made[EFFICIENTNET] = prepare_efficientnet(
             models_dir, search_quality, foreground_crop, gate_posters, posters, force, say
         )
+    foreground = ForegroundSegmenter.select(models_dir)
+    if foreground.neural and foreground.spec.name in wanted:
+        made[foreground.spec.name] = prepare_foreground(models_dir, gate_posters, posters, force, say)
     return made
 
 
+def networks(models_dir: Path | None = None) -> list[str]:
+    """The networks ``prepare`` makes, in order: PP-OCR det and rec, EfficientNet-Lite0, and the
+    foreground network in use when one is (not the classical fallback)."""
+    foreground = ForegroundSegmenter.select(models_dir)
+    return [*precision.OCR_INT8, EFFICIENTNET, *([foreground.spec.name] if foreground.neural else [])]
+
+
 def choices(models_dir: Path | None = None, gate_posters: int = precision.GATE_POSTERS) -> list[Int8Choice]:
-    """What each runner will use and why (for ``models list`` and the benchmark)."""
+    """What each runner will use and why (for ``models list`` and the benchmark): PP-OCR det and
+    rec, EfficientNet-Lite0, and the depth and foreground networks in use."""
     specs, _ = _ocr_specs(models_dir)
     spec, _ = _weights(models_dir)
+    running = [DepthEstimator.select(models_dir), ForegroundSegmenter.select(models_dir)]
     return [
         *precision.ocr_choices(specs, models_dir, gate_posters=gate_posters).values(),
         precision.efficientnet_choice(spec, models_dir, gate_posters),
+        *(
+            precision.dense_choice(s.spec, s.precision, models_dir, int8_variant(s.spec), gate_posters)
+            for s in running
+            if s.neural
+        ),
     ]
 
 
@@ -433,7 +476,7 @@ def prepare_dense(
     to_mask: Callable[[np.ndarray], np.ndarray],
     models_dir: Path | None = None,
     hint: str | None = None,
-    variant: str = "",
+    variant: str | None = None,
     gate_posters: int = precision.GATE_POSTERS,
     posters: Callable[[], DemoPosters] | None = None,
     force: bool = False,
@@ -445,9 +488,12 @@ def prepare_dense(
     network's input), accepted where the mean IoU of INT8 and float masks (``to_mask``: raw
     output -> probability map, cut at ``MASK_THRESHOLD``) over the gate corpus is >= 0.95.
     ``hint``: the estimator's ``INFERENCE_PRECISION_HINT`` (None: the CPU's default);
-    ``variant``: as in ``precision.dense_plan``; ``min_speedup``: INT8 must be that much faster
-    than float too (None: accuracy alone). Look it up with ``precision.dense_choice``."""
+    ``variant``: as in ``precision.dense_plan`` (None: the run size, as ``DenseEstimator``
+    looks it up); ``min_speedup``: INT8 must be that much faster than float too (None:
+    accuracy alone). Look it up with ``precision.dense_choice``; ``prepare_foreground`` calls
+    this for the product's foreground network."""
     prec = runtime.inference_precision(hint=hint)
+    variant = int8_variant(spec) if variant is None else variant
     plan = precision.dense_plan(spec, prec, variant, gate_posters, min_speedup=min_speedup)
     say(f"{spec.name}: INT8 plan {plan.folder(models_dir)}")
     corpus = _lazy(posters or (lambda: gate_corpus(gate_posters)))
@@ -459,8 +505,43 @@ def prepare_dense(
         inputs = [preprocess(rgb) for rgb in corpus().images]
         # Timed as ``DenseEstimator`` runs it: THROUGHPUT streams over an AsyncInferQueue.
         judge = mask_iou_gate(
-            load_float(), inputs, to_mask, precision.DENSE_MIN_IOU, hint, 0, MASK_THRESHOLD, min_speedup
+            load_float(),
+            inputs,
+            to_mask,
+            precision.DENSE_MIN_IOU,
+            hint,
+            spec.output.index,
+            MASK_THRESHOLD,
+            min_speedup,
         )
         return judge(candidate)
 
     return quantize_gated(plan, load_float, calibration, gate, models_dir, force)
+
+
+def prepare_foreground(
+    models_dir: Path | None = None,
+    gate_posters: int = precision.GATE_POSTERS,
+    posters: Callable[[], DemoPosters] | None = None,
+    force: bool = False,
+    say: Say = log.info,
+) -> Int8Model:
+    """Make and judge the INT8 network of the foreground model the product runs (IS-Net at its
+    run size, fed and read exactly as ``ForegroundSegmenter`` does, at the CPU's precision).
+    ``ModelUnavailableError`` when the classical fallback runs."""
+    segmenter = ForegroundSegmenter(models_dir, int8=None)
+    path = segmenter.selection.path
+    if path is None:
+        raise ModelUnavailableError(f"no foreground network to quantize ({segmenter.reason})")
+    spec = segmenter.spec
+    return prepare_dense(
+        spec,
+        lambda: read_float(spec, path),
+        segmenter._preprocess,
+        lambda raw: segmenter._postprocess(raw, raw.shape[-2], raw.shape[-1]),
+        models_dir,
+        gate_posters=gate_posters,
+        posters=posters,
+        force=force,
+        say=say,
+    )

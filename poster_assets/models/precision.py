@@ -2,9 +2,10 @@
 INT8 network where its gate passed on the demo corpus.
 
 This module holds the *plans* (``quantize.Int8Plan``) of the INT8 networks the product may use
-(PP-OCR det and rec, EfficientNet-Lite0) and answers, without compiling or quantizing anything,
-which one a runner must load (``ocr_choices``, ``efficientnet_choice``). The plans fix the
-recipe, the calibration set and the gate, so a runner and ``int8.prepare`` (which makes and
+(PP-OCR det and rec, EfficientNet-Lite0, the foreground network at its run size) and answers,
+without compiling or quantizing anything, which one a runner must load (``ocr_choices``,
+``efficientnet_choice``, ``dense_choice``). The plans fix the recipe, the calibration set and the
+gate, so a runner and ``int8.prepare`` (``poster-assets models quantize``, which makes and
 judges the networks) agree on the folder to look in; change any of them here and the product
 runs float until the INT8 network is made and judged again.
 

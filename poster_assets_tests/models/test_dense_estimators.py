@@ -14,8 +14,10 @@ import onnx
 import pytest
 import torch
 
+from poster_assets.models import runtime
 from poster_assets.models.depth import DepthEstimator
 from poster_assets.models.foreground import ForegroundSegmenter
+from poster_assets.models.hub import Models
 from poster_assets.models.registry import IMAGENET_MEAN, IMAGENET_STD
 
 # Exports tiny networks with torch and runs them on OpenVINO.
@@ -137,6 +139,9 @@ def test_depth_runs_the_network_with_midas_processing(tiny_models: Path) -> None
     for precision, atol in (("f32", _ATOL_F32), (None, _ATOL_DEFAULT)):
         est = DepthEstimator(tiny_models, precision=precision)
         assert est.neural and est.version.startswith("midas-small@tiny-test+"), est.reason
+        # The version names the precision it computes in, and is named the same without compiling.
+        assert est.version.endswith(f":{runtime.inference_precision(hint=precision)}")
+        assert est.version == DepthEstimator.select(tiny_models, precision=precision).version
         depth = est.predict(rgb)
         assert depth.shape == rgb.shape[:2] and depth.dtype == np.float32
         assert depth.min() == 0.0 and depth.max() == pytest.approx(1.0)
@@ -145,6 +150,9 @@ def test_depth_runs_the_network_with_midas_processing(tiny_models: Path) -> None
 
 def test_depth_batch_matches_single_images_of_any_size(tiny_models: Path) -> None:
     est = DepthEstimator(tiny_models)
+    assert (
+        Models(tiny_models).depth_version() == est.version == Models(tiny_models).data_version("midas-small")
+    )
     images = [_scene(300, 200), _scene(120, 180), _scene(64, 64), _scene(300, 200)[::-1].copy()]
     batch = est.predict_batch(images)
     assert [d.shape for d in batch] == [i.shape[:2] for i in images]

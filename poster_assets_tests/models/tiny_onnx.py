@@ -67,6 +67,38 @@ def tiny_isnet_expected(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-up))
 
 
+def tiny_conv_isnet(size: int = 64, seed: int = 0) -> onnx.ModelProto:
+    """IS-Net's contract and constant-size ``Resize`` like ``tiny_isnet``, with convolutions to
+    quantize: 3x3 conv (3 -> 4), ReLU, 2x2 average pool, ``Resize`` back to the constant SxS,
+    3x3 conv (4 -> 1), sigmoid. Weights drawn from ``seed``, so the network is the same every
+    run."""
+    rng = np.random.default_rng(seed)
+    x = helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, size, size])
+    y = helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 1, size, size])
+    weights = [
+        numpy_helper.from_array(rng.normal(0, 0.5, (4, 3, 3, 3)).astype(np.float32), "w1"),
+        numpy_helper.from_array(rng.normal(0, 0.1, 4).astype(np.float32), "b1"),
+        numpy_helper.from_array(rng.normal(0, 0.5, (1, 4, 3, 3)).astype(np.float32), "w2"),
+        numpy_helper.from_array(np.zeros(1, np.float32), "b2"),
+        _sizes("sizes", [1, 4, size, size]),
+    ]
+    nodes = [
+        helper.make_node("Conv", ["input", "w1", "b1"], ["c1"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c1"], ["r1"]),
+        helper.make_node("AveragePool", ["r1"], ["pooled"], kernel_shape=[2, 2], strides=[2, 2]),
+        helper.make_node(
+            "Resize",
+            ["pooled", "", "", "sizes"],
+            ["up"],
+            mode="linear",
+            coordinate_transformation_mode="half_pixel",
+        ),
+        helper.make_node("Conv", ["up", "w2", "b2"], ["c2"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+        helper.make_node("Sigmoid", ["c2"], ["output"]),
+    ]
+    return _model(nodes, [x], [y], weights)
+
+
 def tiny_u2netp() -> onnx.ModelProto:
     """U²-Netp's contract: ``input.1`` 1x3x320x320 -> seven 1x1x320x320 sigmoid maps, d0 first."""
     x = helper.make_tensor_value_info("input.1", TensorProto.FLOAT, [1, 3, 320, 320])
