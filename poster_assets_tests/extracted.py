@@ -6,13 +6,13 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from poster_assets.defs.extract.assets import depth_maps, foreground_masks, layer_masks, ocr_text
+from poster_assets.defs.extract.assets import poster_extractors
 from poster_assets.defs.ingest.assets import raw_posters
 from poster_assets.defs.partitions import BATCHES
 from poster_assets.defs.resources import ModelsResource, PosterStore
 from poster_assets.ingest.batches import plan_batch
 
-EXTRACT_ASSETS = [raw_posters, ocr_text, depth_maps, foreground_masks, layer_masks]
+EXTRACT_ASSETS = [raw_posters, poster_extractors]
 
 
 def resources(store: PosterStore) -> dict:

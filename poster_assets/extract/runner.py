@@ -12,7 +12,7 @@ import datetime as dt
 import logging
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,6 +54,15 @@ class ExtractionStats:
     seconds: float = 0.0
     errors: list[tuple[str, str]] = field(default_factory=list)
 
+    def count(self, outcomes: Sequence[Outcome]) -> None:
+        """Add a written chunk's outcomes."""
+        for o in outcomes:
+            if o.error:
+                self.failed += 1
+                self.errors.append((o.poster_id, o.error))
+            else:
+                self.processed += 1
+
     @property
     def posters_per_s(self) -> float:
         return self.processed / self.seconds if self.seconds else 0.0
@@ -68,17 +77,26 @@ def batch_posters(db: Database, batch: str) -> list[PosterRef]:
     return [PosterRef(*r) for r in rows]
 
 
+def done_posters(db: Database, batch: str, versions: Mapping[str, str]) -> dict[str, set[str]]:
+    """Per asset of ``versions`` (asset -> version), the batch's posters that have a record
+    (ok or failed) at that version: one query for every asset."""
+    done: dict[str, set[str]] = {asset: set() for asset in versions}
+    if not versions:
+        return done
+    found = db.query(
+        "SELECT e.asset, e.poster_id FROM extractions e JOIN raw_posters r USING (poster_id) "
+        "WHERE r.batch = ? AND list_contains(?, e.asset || '=' || e.model_version)",
+        [batch, [f"{a}={v}" for a, v in versions.items()]],
+    )
+    for asset, poster_id in found:
+        done[asset].add(poster_id)
+    return done
+
+
 def pending_posters(db: Database, batch: str, asset: str, version: str) -> tuple[list[PosterRef], int]:
     """(posters still to do at ``version``, how many ok posters the batch has)."""
     everything = batch_posters(db, batch)
-    done = {
-        r[0]
-        for r in db.query(
-            "SELECT e.poster_id FROM extractions e JOIN raw_posters r USING (poster_id) "
-            "WHERE r.batch = ? AND e.asset = ? AND e.model_version = ?",
-            [batch, asset, version],
-        )
-    }
+    done = done_posters(db, batch, {asset: version})[asset]
     return [p for p in everything if p.poster_id not in done], len(everything)
 
 
@@ -138,44 +156,54 @@ def run_extraction(
     t0 = time.perf_counter()
     for start in range(0, len(todo), chunk_size):
         outcomes = process(todo[start : start + chunk_size])
-        _write_chunk(db, asset, version, batch, outcomes)
-        for o in outcomes:
-            if o.error:
-                stats.failed += 1
-                stats.errors.append((o.poster_id, o.error))
-            else:
-                stats.processed += 1
+        write_chunk(db, batch, [(asset, version, outcomes)])
+        stats.count(outcomes)
         if progress:
             progress(min(start + chunk_size, len(todo)), len(todo))
     stats.seconds = time.perf_counter() - t0
     return stats
 
 
-def _write_chunk(db: Database, asset: str, version: str, batch: str, outcomes: list[Outcome]) -> None:
-    """Write one chunk and its ``extractions`` rows in one transaction, idempotently: any number
-    of runs (a redone chunk, two ``poster-assets run --all`` at once) may write the same chunk,
-    and each write replaces exactly the rows it inserts."""
+def write_chunk(db: Database, batch: str, results: Sequence[tuple[str, str, list[Outcome]]]) -> None:
+    """Write one chunk, (asset, version, outcomes) for each asset that worked on it, and its
+    ``extractions`` rows in one transaction, idempotently: any number of runs (a redone chunk,
+    two ``poster-assets run --all`` at once) may write the same chunk, and each write replaces
+    exactly the rows it inserts."""
     now = dt.datetime.now(dt.UTC)
+    with db.transaction() as conn:
+        for asset, version, outcomes in results:
+            _write_outcomes(conn, asset, version, batch, outcomes, now)
+
+
+def _write_outcomes(
+    conn: duckdb.DuckDBPyConnection,
+    asset: str,
+    version: str,
+    batch: str,
+    outcomes: list[Outcome],
+    now: dt.datetime,
+) -> None:
+    """One asset's part of a chunk, inside ``write_chunk``'s transaction."""
     by_table: dict[str, list[dict[str, Any]]] = {}
     for o in outcomes:
         for table, rows in o.rows.items():
             by_table.setdefault(table, []).extend(rows)
     ids = [o.poster_id for o in outcomes]
-    with db.transaction() as conn:
-        for table, rows in by_table.items():
-            # A poster that failed before at this version may have left nothing; one that is being
-            # redone must not keep stale detail rows beside the new ones (fewer OCR lines now).
-            conn.execute(f"DELETE FROM {table} WHERE model_version = ? AND poster_id IN ?", [version, ids])
-            if not rows:
-                continue
-            # Rows need not carry the asset's version (each embedding kind has its own), so the
-            # delete above can miss them: replace every row by the primary key it is inserted under.
-            _delete_keys(conn, table, rows)
-            cols = list(rows[0])
-            conn.executemany(
-                f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' for _ in cols)})",
-                [[r[c] for c in cols] for r in rows],
-            )
+    for table, rows in by_table.items():
+        # A poster that failed before at this version may have left nothing; one that is being
+        # redone must not keep stale detail rows beside the new ones (fewer OCR lines now).
+        conn.execute(f"DELETE FROM {table} WHERE model_version = ? AND poster_id IN ?", [version, ids])
+        if not rows:
+            continue
+        # Rows need not carry the asset's version (each embedding kind has its own), so the
+        # delete above can miss them: replace every row by the primary key it is inserted under.
+        _delete_keys(conn, table, rows)
+        cols = list(rows[0])
+        conn.executemany(
+            f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' for _ in cols)})",
+            [[r[c] for c in cols] for r in rows],
+        )
+    if outcomes:
         conn.executemany(
             "INSERT OR REPLACE INTO extractions VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             [

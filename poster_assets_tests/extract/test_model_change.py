@@ -16,6 +16,7 @@ from poster_assets.ingest.batches import plan_batch
 from poster_assets.models import weights as model_store
 from poster_assets.models.registry import get_spec
 from poster_assets.storage.files import file_sha256
+from poster_assets_tests.extract.test_extract_assets import materializations
 
 # Runs PP-OCR twice through Dagster.
 pytestmark = pytest.mark.slow
@@ -26,10 +27,8 @@ EXTRACTORS = ["ocr_text", "depth_maps", "foreground_masks", "layer_masks"]
 def _run(defs: dg.Definitions, instance, batch: str) -> dict[str, dict]:
     result = defs.resolve_job_def("batch_job").execute_in_process(partition_key=batch, instance=instance)
     assert result.success
-    return {
-        name: {k: v.value for k, v in result.asset_materializations_for_node(name)[0].metadata.items()}
-        for name in EXTRACTORS
-    }
+    found = materializations(result)
+    return {name: {k: v.value for k, v in found[name].metadata.items()} for name in EXTRACTORS}
 
 
 def test_new_ocr_version_redoes_ocr_and_layers_only(tmp_path: Path, store: PosterStore, instance) -> None:

@@ -8,7 +8,7 @@ import pytest
 
 from poster_assets.defs.resources import PosterStore
 from poster_assets.demo.bad_inputs import write_bad_inputs
-from poster_assets.extract.runner import Outcome, _write_chunk, batch_posters, batched, run_extraction
+from poster_assets.extract.runner import Outcome, batch_posters, batched, run_extraction, write_chunk
 from poster_assets.ingest.batches import plan_batch
 from poster_assets.ingest.ingest import ingest_batch
 from poster_assets.storage.database import Database
@@ -66,9 +66,9 @@ def test_a_chunk_written_twice_replaces_its_rows(tmp_path: Path, store: PosterSt
     batch = _ingested(tmp_path, store)
     refs = batch_posters(store.db, batch)[:3]
     outcomes = [Outcome(r.poster_id, rows) for r, rows in zip(refs, _embedding_rows(refs), strict=True)]
-    _write_chunk(store.db, "foreground_embeddings", EMBEDDINGS_VERSION, batch, outcomes)
+    write_chunk(store.db, batch, [("foreground_embeddings", EMBEDDINGS_VERSION, outcomes)])
     # The same chunk again (a redone chunk, a second run): no duplicate key, the same rows.
-    _write_chunk(store.db, "foreground_embeddings", EMBEDDINGS_VERSION, batch, outcomes)
+    write_chunk(store.db, batch, [("foreground_embeddings", EMBEDDINGS_VERSION, outcomes)])
     assert store.db.query("SELECT count(*), count(DISTINCT (poster_id, kind)) FROM foreground_embeddings")[
         0
     ] == (
@@ -89,8 +89,10 @@ def test_a_chunk_written_twice_replaces_its_rows(tmp_path: Path, store: PosterSt
         }
         for i in range(3)
     ]
-    _write_chunk(store.db, "ocr_text", "ocr-v1", batch, [Outcome(refs[0].poster_id, {"ocr_text": lines})])
-    _write_chunk(store.db, "ocr_text", "ocr-v1", batch, [Outcome(refs[0].poster_id, {"ocr_text": lines[:1]})])
+    write_chunk(store.db, batch, [("ocr_text", "ocr-v1", [Outcome(refs[0].poster_id, {"ocr_text": lines})])])
+    write_chunk(
+        store.db, batch, [("ocr_text", "ocr-v1", [Outcome(refs[0].poster_id, {"ocr_text": lines[:1]})])]
+    )
     assert store.db.query("SELECT line_index FROM ocr_text") == [(0,)]
 
 

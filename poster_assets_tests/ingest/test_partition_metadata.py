@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from poster_assets.cli import main, runs
 from poster_assets.defs.embed.assets import foreground_embeddings
-from poster_assets.defs.extract.assets import depth_maps, foreground_masks, layer_masks, ocr_text
+from poster_assets.defs.extract.assets import OCR_TEXT, poster_extractors
 from poster_assets.defs.ingest.assets import raw_posters
 from poster_assets.defs.partitions import BATCHES
 from poster_assets.defs.resources import ModelsResource, PosterStore
@@ -19,7 +19,7 @@ from poster_assets.demo.bad_inputs import write_bad_inputs
 from poster_assets.ingest.batches import plan_batch
 from poster_assets.storage.store import Store
 
-BATCH_ASSETS = [raw_posters, ocr_text, depth_maps, foreground_masks, layer_masks, foreground_embeddings]
+BATCH_ASSETS = [raw_posters, poster_extractors, foreground_embeddings]
 # Partition facts: the same whether or not the run had anything to do.
 FACTS = ("files", "ok", "quarantined", "duplicates", "skipped", "sidecar_problems", "dagster/row_count")
 
@@ -74,13 +74,13 @@ def test_a_rerun_shows_the_whole_batch_not_what_it_added(
     assert list(second)[0] == "preview"  # first in the UI's metadata table
 
 
-@pytest.mark.parametrize("asset", BATCH_ASSETS, ids=lambda a: a.key.to_user_string())
-def test_table_assets_declare_the_columns_the_database_has(
-    asset: dg.AssetsDefinition, store: PosterStore
-) -> None:
+@pytest.mark.parametrize(
+    "spec", [s for a in BATCH_ASSETS for s in a.specs], ids=lambda s: s.key.to_user_string()
+)
+def test_table_assets_declare_the_columns_the_database_has(spec: dg.AssetSpec, store: PosterStore) -> None:
     store.db.ensure_schema()
-    name = asset.key.to_user_string()
-    meta = asset.specs_by_key[asset.key].metadata
+    name = spec.key.to_user_string()
+    meta = spec.metadata
     schema = meta["dagster/column_schema"].schema
     described = store.db.query(f"DESCRIBE {name}")
     assert [c.name for c in schema.columns] == [r[0] for r in described]
@@ -118,7 +118,12 @@ def test_a_hand_added_partition_fails_once_saying_how_batches_are_made(home: Pat
         assert started == {"raw_posters"}
 
         alone = dg.materialize(
-            [ocr_text], partition_key="my-new-batch", instance=inst, resources=resources, raise_on_error=False
+            [poster_extractors],
+            selection=[OCR_TEXT],
+            partition_key="my-new-batch",
+            instance=inst,
+            resources=resources,
+            raise_on_error=False,
         )
         (failure,) = [e for e in alone.all_events if e.is_step_failure]
         assert failure.step_failure_data.user_failure_data.description == text

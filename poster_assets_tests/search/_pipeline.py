@@ -19,7 +19,7 @@ import dagster as dg
 
 from poster_assets.defs.embed.assets import foreground_embeddings
 from poster_assets.defs.embed.checks import embedding_norm_check
-from poster_assets.defs.extract.assets import foreground_masks
+from poster_assets.defs.extract.assets import FOREGROUND_MASKS, poster_extractors
 from poster_assets.defs.ingest.assets import raw_posters
 from poster_assets.defs.partitions import BATCHES
 from poster_assets.defs.resources import ModelsResource, PosterStore
@@ -28,7 +28,9 @@ from poster_assets.defs.search.checks import index_recall_check
 from poster_assets.demo import generate_corpus
 from poster_assets.ingest.batches import plan_batch
 
-BATCH_ASSETS = [raw_posters, foreground_masks, foreground_embeddings, embedding_norm_check]
+BATCH_ASSETS = [raw_posters, poster_extractors, foreground_embeddings, embedding_norm_check]
+# Of the extractors, only the foreground masks the embeddings crop with.
+BATCH_SELECTION = [raw_posters.key, FOREGROUND_MASKS, foreground_embeddings.key]
 N_POSTERS = 6
 
 
@@ -70,6 +72,7 @@ def materialize_batch(
 ) -> dg.ExecuteInProcessResult:
     result = dg.materialize(
         BATCH_ASSETS,
+        selection=BATCH_SELECTION,
         partition_key=batch,
         instance=instance,
         resources={"store": store, "models": models_for(store.home_path)},

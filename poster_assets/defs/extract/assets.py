@@ -1,12 +1,16 @@
-"""The four per-poster extractors. Each is a thin loop over the batch's pending posters.
+"""The four per-poster extractors, computed together: one subsettable multi-asset over
+``extract.pipeline``'s pass, which decodes each poster once, runs OCR beside the depth and
+foreground networks and fuses the layers from their results in memory. Any subset of the four
+(one asset in the UI, the layers after a method change) runs just that subset.
 
-What a materialization says (totals, failures, rows, the preview) is read back from the database
-after the run (``defs.facts``): the partition as it is, the same after a re-run that had nothing
-to do. The preview shows the batch's first posters that have a current value.
+What each materialization says (totals, failures, rows, the preview) is read back from the
+database after the run (``defs.facts``): the partition as it is, the same after a re-run that had
+nothing to do. The preview shows the batch's first posters that have a current value.
 """
 
-from collections.abc import Callable
-from dataclasses import dataclass
+import functools
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 
 import dagster as dg
 import numpy as np
@@ -18,13 +22,22 @@ from poster_assets.defs.metadata import extraction_metadata, image_markdown, tab
 from poster_assets.defs.models.sources import model_key
 from poster_assets.defs.partitions import batch_partitions
 from poster_assets.defs.resources import DB_POOL, ModelsResource, PosterStore
-from poster_assets.extract import rows
-from poster_assets.extract.runner import PosterRef, batched, guarded, load_rgb, run_extraction
+from poster_assets.extract.pipeline import (
+    DEPTH,
+    EXTRACTORS,
+    FOREGROUND,
+    LAYERS,
+    OCR,
+    PassResult,
+    extract_batch,
+    stored_inputs,
+)
+from poster_assets.extract.runner import PosterRef, load_rgb
 from poster_assets.extract.versions import LAYERS_METHOD, CurrentVersions, current_versions
-from poster_assets.models.dense import DenseEstimator
+from poster_assets.models.depth import DEPTH_MODEL
 from poster_assets.models.foreground import FOREGROUND_MODELS
-from poster_assets.models.hub import Models
 from poster_assets.models.ocr import OCR_MODELS
+from poster_assets.models.registry import get_spec
 from poster_assets.storage.codecs import decode_depth, decode_labels, decode_mask
 from poster_assets.vision.contact_sheet import contact_sheet
 from poster_assets.vision.overlays import (
@@ -37,262 +50,206 @@ from poster_assets.vision.overlays import (
 from poster_assets.vision.roles import LayerInfo
 
 RAW_POSTERS = dg.AssetKey("raw_posters")
+OCR_TEXT, DEPTH_MAPS, FOREGROUND_MASKS, LAYER_MASKS = (dg.AssetKey(a) for a in EXTRACTORS)
 _PREVIEW_POSTERS = 6
+# The networks each dense extractor may use, preferred first (its model source assets).
+_DENSE_MODELS = {DEPTH: (DEPTH_MODEL,), FOREGROUND: FOREGROUND_MODELS}
+Rgb = Callable[[PosterRef], np.ndarray]  # a poster, decoded
 
 
-def _progress(context: dg.AssetExecutionContext, asset: str) -> Callable[[int, int], None]:
-    return lambda done, total: context.log.info(f"{asset}: {done}/{total} posters")
-
-
-@dg.asset(
-    partitions_def=batch_partitions,
-    group_name="extract",
-    deps=[RAW_POSTERS, *(model_key(n) for n in OCR_MODELS)],
-    kinds={"openvino", "duckdb"},
-    code_version="ocr-v1",
-    pool=DB_POOL,
-    metadata=table_definition("ocr_text"),
-)
-def ocr_text(
-    context: dg.AssetExecutionContext, store: PosterStore, models: ModelsResource
-) -> dg.MaterializeResult:
-    """Text lines per poster from PP-OCR (rapidocr on OpenVINO): polygon, box, text, confidence,
-    reading order and the model versions that read them."""
-    require_batch(store, context.partition_key)
-    engine = models.ocr()
-
-    def many(refs: list[PosterRef]) -> list[rows.Rows]:
-        # Posters of a chunk run concurrently, one OpenVINO stream each.
-        found = engine.read_many([load_rgb(store.blobs, r) for r in refs])
-        return [rows.ocr_rows(r, items, engine.version) for r, items in zip(refs, found, strict=True)]
-
-    stats = run_extraction(
-        store.db,
-        "ocr_text",
-        engine.version,
-        context.partition_key,
-        batched(many),
-        progress=_progress(context, "ocr"),
+def _spec(
+    name: str, description: str, deps: Sequence[dg.AssetKey], code_version: str, kinds: set[str]
+) -> dg.AssetSpec:
+    return dg.AssetSpec(
+        name,
+        description=description,
+        deps=deps,
+        group_name="extract",
+        kinds=kinds,
+        code_version=code_version,
+        metadata=table_definition(name),
     )
-    facts = extraction_facts(store, "ocr_text", engine.version, context.partition_key)
-    preview = None
-    if refs := current_posters(store, "ocr_text", engine.version, context.partition_key, _PREVIEW_POSTERS):
-        tiles, captions = [], []
-        for ref in refs:
-            items = store.db.query(
-                "SELECT box, text FROM ocr_text WHERE poster_id = ? AND model_version = ? "
-                "ORDER BY line_index",
-                [ref.poster_id, engine.version],
+
+
+@dg.multi_asset(
+    specs=[
+        _spec(
+            OCR,
+            "Text lines per poster from PP-OCR (rapidocr on OpenVINO): polygon, box, text, confidence, "
+            "reading order and the model versions that read them.",
+            [RAW_POSTERS, *(model_key(m) for m in OCR_MODELS)],
+            "ocr-v1",
+            {"openvino", "duckdb"},
+        ),
+        _spec(
+            DEPTH,
+            "Relative monocular depth per poster (MiDaS v2.1 small on OpenVINO, or the heuristic "
+            "fallback): a 16-bit PNG (65535 = nearest) plus min/max, histogram and its modes.",
+            [RAW_POSTERS, *(model_key(m) for m in _DENSE_MODELS[DEPTH])],
+            "depth-v1",
+            {"openvino", "duckdb"},
+        ),
+        _spec(
+            FOREGROUND,
+            "Foreground (subject) probability per poster (IS-Net when pulled, else U²-Netp, on "
+            "OpenVINO; or GrabCut seeded by saliency and a border prior): an 8-bit PNG plus area share "
+            "and bbox.",
+            [RAW_POSTERS, *(model_key(m) for m in _DENSE_MODELS[FOREGROUND])],
+            "foreground-v1",
+            {"openvino", "duckdb"},
+        ),
+        _spec(
+            LAYERS,
+            "Layers per poster fused from its three inputs (``vision.fusion``): the title layer is the "
+            "title's ink (from the OCR boxes), the subject layer the foreground mask, extended by depth "
+            "where depth clearly separates the subject and the mask stops inside a depth segment, and "
+            "the rest depth bands (K-means, K from the histogram's modes), the farthest the background. "
+            "One row per layer, with the versions of all three inputs.",
+            [DEPTH_MAPS, FOREGROUND_MASKS, OCR_TEXT],
+            LAYERS_METHOD,
+            {"opencv", "duckdb"},
+        ),
+    ],
+    partitions_def=batch_partitions,
+    can_subset=True,
+    pool=DB_POOL,
+)
+def poster_extractors(
+    context: dg.AssetExecutionContext, store: PosterStore, models: ModelsResource
+) -> Iterator[dg.MaterializeResult]:
+    """OCR, depth, foreground and layers of the batch's posters that lack a value at the current
+    model versions, a chunk of 16 at a time: each poster decoded once, OCR beside the depth and
+    foreground networks, the layers fused from their results in memory. Models are loaded only
+    when there is work."""
+    batch = context.partition_key
+    require_batch(store, batch)
+    selected = [a for a in EXTRACTORS if dg.AssetKey(a) in context.selected_asset_keys]
+    current = current_versions(models)
+
+    def progress(done: int, total: int, seconds: dict[str, float]) -> None:
+        spent = ", ".join(f"{stage} {s:.1f}" for stage, s in seconds.items() if stage != "total")
+        context.log.info(f"{done}/{total} posters; the chunk took {seconds['total']:.1f} s ({spent})")
+
+    result = extract_batch(store, models, batch, current, selected, progress=progress)
+    for asset, estimator in result.dense.items():
+        if not estimator.neural:
+            context.log.warning(f"{asset}: using fallback {estimator.version} ({estimator.reason})")
+    # The previews mostly show the same first posters of the batch: decode each once.
+    rgb = functools.cache(lambda ref: load_rgb(store.blobs, ref))
+    for asset in selected:
+        if asset in result.unavailable:
+            continue
+        version = current.by_asset()[asset]
+        facts = extraction_facts(store, asset, version, batch)
+        refs = current_posters(store, asset, version, batch, _PREVIEW_POSTERS)
+        preview = _PREVIEWS[asset](store, refs, current, rgb) if refs else None
+        extra = _extra(asset, result, current, models)
+        yield dg.MaterializeResult(
+            asset_key=asset, metadata=extraction_metadata(facts, result.stats[asset], extra, preview)
+        )
+    if result.unavailable:
+        # After the others' materializations: an extractor that cannot run fails the step alone.
+        raise dg.Failure(description="\n".join(f"{a}: {why}" for a, why in result.unavailable.items()))
+
+
+def _extra(asset: str, result: PassResult, current: CurrentVersions, models: ModelsResource) -> dict:
+    """What an extractor reports beside its facts: the engines that ran, whether a network or a
+    fallback made the values, the versions the layers were fused from."""
+    if asset == OCR:
+        return {"engines": str(result.ocr.engines)} if result.ocr else {}
+    if asset == LAYERS:
+        versions = {"depth": current.depth, "foreground": current.foreground, "ocr": current.ocr}
+        return {f"{k}_version": v for k, v in versions.items()} | {"layers_version": current.layers}
+    estimator = result.dense.get(asset)
+    if estimator is None:  # nothing to do, nothing loaded: the version names what made the values
+        version = current.by_asset()[asset]
+        return {"neural": version not in {get_spec(m, models.path).fallback for m in _DENSE_MODELS[asset]}}
+    if estimator.neural:
+        return {"neural": True}
+    return {"neural": False, "fallback_reason": estimator.reason or ""}
+
+
+def _ocr_preview(
+    store: PosterStore, refs: list[PosterRef], current: CurrentVersions, rgb: Rgb
+) -> dg.MetadataValue:
+    lines: dict[str, list[tuple[list[int], str]]] = {}
+    for pid, box, text in store.db.query(
+        "SELECT poster_id, box, text FROM ocr_text WHERE model_version = ? AND poster_id IN ? "
+        "ORDER BY poster_id, line_index",
+        [current.ocr, [r.poster_id for r in refs]],
+    ):
+        lines.setdefault(pid, []).append((box, text))
+    tiles = [ocr_tile(rgb(r), [b for b, _ in lines.get(r.poster_id, [])]) for r in refs]
+    captions = [lines[r.poster_id][0][1] if r.poster_id in lines else "(no text)" for r in refs]
+    return image_markdown(contact_sheet(tiles, captions, columns=6, tile_width=160), "OCR boxes")
+
+
+def _dense_preview(
+    asset: str, path_column: str, tile: Callable[[np.ndarray, Path], np.ndarray]
+) -> Callable[..., dg.MetadataValue]:
+    """The preview of a dense extractor: ``tile(poster rgb, stored file path)`` per poster."""
+
+    def preview(
+        store: PosterStore, refs: list[PosterRef], current: CurrentVersions, rgb: Rgb
+    ) -> dg.MetadataValue:
+        paths = dict(
+            store.db.query(
+                f"SELECT poster_id, {path_column} FROM {asset} WHERE model_version = ? AND poster_id IN ?",
+                [current.by_asset()[asset], [r.poster_id for r in refs]],
             )
-            tiles.append(ocr_tile(load_rgb(store.blobs, ref), [b for b, _ in items]))
-            captions.append(items[0][1] if items else "(no text)")
-        preview = image_markdown(contact_sheet(tiles, captions, columns=6, tile_width=160), "OCR boxes")
-    extra = {"engines": str(engine.engines)}
-    return dg.MaterializeResult(metadata=extraction_metadata(facts, stats, extra, preview))
+        )
+        tiles = [Image.fromarray(tile(rgb(r), store.blobs.abspath(paths[r.poster_id]))) for r in refs]
+        return image_markdown(
+            contact_sheet(tiles, [r.file_name for r in refs], columns=6, tile_width=160), asset
+        )
+
+    return preview
 
 
-@dataclass(frozen=True)
-class DenseSpec:
-    """What tells depth_maps and foreground_masks apart: an image-to-map network (or its
-    classical fallback), the rows it stores, and how one stored map is drawn in the preview."""
-
-    name: str
-    models: tuple[str, ...]  # registry names of the networks it may use, preferred first
-    description: str
-    code_version: str
-    estimator: Callable[[Models], DenseEstimator]
-    to_rows: Callable[..., rows.Rows]
-    path_column: str
-    tile: Callable[[np.ndarray, np.ndarray], np.ndarray]  # (poster rgb, stored file path) -> rgb
-
-
-def _depth_tile(rgb: np.ndarray, path) -> np.ndarray:
+def _depth_tile(rgb: np.ndarray, path: Path) -> np.ndarray:
     return depth_colormap(decode_depth(path))
 
 
-def _foreground_tile(rgb: np.ndarray, path) -> np.ndarray:
+def _foreground_tile(rgb: np.ndarray, path: Path) -> np.ndarray:
     prob = decode_mask(path)[..., None]
     return (rgb.astype(np.float32) * (0.25 + 0.75 * prob)).astype(np.uint8)
 
 
-def dense_asset(spec: DenseSpec) -> dg.AssetsDefinition:
-    @dg.asset(
-        name=spec.name,
-        partitions_def=batch_partitions,
-        group_name="extract",
-        deps=[RAW_POSTERS, *(model_key(m) for m in spec.models)],
-        kinds={"openvino", "duckdb"},
-        code_version=spec.code_version,
-        description=spec.description,
-        pool=DB_POOL,
-        metadata=table_definition(spec.name),
-    )
-    def _asset(
-        context: dg.AssetExecutionContext, store: PosterStore, models: ModelsResource
-    ) -> dg.MaterializeResult:
-        require_batch(store, context.partition_key)
-        estimator = spec.estimator(models)
-        if not estimator.neural:
-            context.log.warning(f"{spec.name}: using fallback {estimator.version} ({estimator.reason})")
-
-        def many(refs: list[PosterRef]) -> list[rows.Rows]:
-            maps = estimator.predict_batch([load_rgb(store.blobs, r) for r in refs])
-            return [
-                spec.to_rows(r, m, estimator.version, store.blobs) for r, m in zip(refs, maps, strict=True)
-            ]
-
-        batch = context.partition_key
-        stats = run_extraction(
-            store.db,
-            spec.name,
-            estimator.version,
-            batch,
-            batched(many),
-            progress=_progress(context, spec.name),
-        )
-        facts = extraction_facts(store, spec.name, estimator.version, batch)
-        extra: dict = {"neural": estimator.neural}
-        if not estimator.neural:
-            extra["fallback_reason"] = estimator.reason or ""
-        preview = None
-        if refs := current_posters(store, spec.name, estimator.version, batch, _PREVIEW_POSTERS):
-            tiles = []
-            for ref in refs:
-                ((path,),) = store.db.query(
-                    f"SELECT {spec.path_column} FROM {spec.name} WHERE poster_id = ? AND model_version = ?",
-                    [ref.poster_id, estimator.version],
-                )
-                tiles.append(
-                    Image.fromarray(spec.tile(load_rgb(store.blobs, ref), store.blobs.abspath(path)))
-                )
-            preview = image_markdown(
-                contact_sheet(tiles, [r.file_name for r in refs], columns=6, tile_width=160), spec.name
-            )
-        return dg.MaterializeResult(metadata=extraction_metadata(facts, stats, extra, preview))
-
-    return _asset
+def _layers_preview(
+    store: PosterStore, refs: list[PosterRef], current: CurrentVersions, rgb: Rgb
+) -> dg.MetadataValue:
+    """Each poster's stored layers (its label PNG and rows), drawn as they were when computed."""
+    ids = [r.poster_id for r in refs]
+    inputs = stored_inputs(store, ids, current)
+    layers: dict[str, list[tuple]] = {}
+    for pid, *row in store.db.query(
+        "SELECT poster_id, layer_index, depth_rank, area_fraction, bbox, role, mean_depth, title_box, "
+        "labels_path FROM layer_masks WHERE model_version = ? AND poster_id IN ? "
+        "ORDER BY poster_id, layer_index",
+        [current.layers, ids],
+    ):
+        layers.setdefault(pid, []).append(tuple(row))
+    panels = []
+    for ref in refs:
+        found, rows = inputs[ref.poster_id], layers.get(ref.poster_id)
+        if found.depth_path is None or found.mask_path is None or not rows:
+            continue
+        labels = decode_labels(store.blobs.abspath(rows[0][-1]))
+        infos = [
+            LayerInfo(i, rank, area, list(bbox), role, mask=labels == i, mean_depth=mean)
+            for i, rank, area, bbox, role, mean, _, _ in rows
+        ]
+        title = next((box for *_, box, _ in rows if box), None)
+        depth = decode_depth(store.blobs.abspath(found.depth_path))
+        fg = decode_mask(store.blobs.abspath(found.mask_path))
+        panels.append(extraction_panel(rgb(ref), depth, infos, title, fg, [b for b, _, _ in found.ocr]))
+    sheet = contact_sheet(panels, columns=2, tile_width=480, tile_height=240)
+    return image_markdown(with_legend(sheet, layer_legend_items()), "layers")
 
 
-DEPTH = DenseSpec(
-    name="depth_maps",
-    models=("midas-small",),
-    description="Relative monocular depth per poster (MiDaS v2.1 small on OpenVINO, or the heuristic "
-    "fallback): a 16-bit PNG (65535 = nearest) plus min/max, histogram and its modes.",
-    code_version="depth-v1",
-    estimator=Models.depth,
-    to_rows=rows.depth_rows,
-    path_column="depth_path",
-    tile=_depth_tile,
-)
-FOREGROUND = DenseSpec(
-    name="foreground_masks",
-    models=FOREGROUND_MODELS,
-    description="Foreground (subject) probability per poster (IS-Net when pulled, else U²-Netp, on "
-    "OpenVINO; or GrabCut seeded by saliency and a border prior): an 8-bit PNG plus area share and bbox.",
-    code_version="foreground-v1",
-    estimator=Models.foreground,
-    to_rows=rows.foreground_rows,
-    path_column="mask_path",
-    tile=_foreground_tile,
-)
-depth_maps = dense_asset(DEPTH)
-foreground_masks = dense_asset(FOREGROUND)
-
-
-@dg.asset(
-    partitions_def=batch_partitions,
-    group_name="extract",
-    deps=[depth_maps, foreground_masks, ocr_text],
-    kinds={"opencv", "duckdb"},
-    code_version=LAYERS_METHOD,
-    pool=DB_POOL,
-    metadata=table_definition("layer_masks"),
-)
-def layer_masks(
-    context: dg.AssetExecutionContext, store: PosterStore, models: ModelsResource
-) -> dg.MaterializeResult:
-    """Layers per poster fused from its three inputs (``vision.fusion``): the title layer is the
-    title's ink (from the OCR boxes), the subject layer the foreground mask, extended by depth
-    where depth clearly separates the subject and the mask stops inside a depth segment, and
-    the rest depth bands (K-means, K from the histogram's modes), the farthest the background.
-    One row per layer, with the versions of all three inputs."""
-    require_batch(store, context.partition_key)
-    current = current_versions(models)
-    versions = {
-        "depth": current.depth,
-        "foreground": current.foreground,
-        "ocr": current.ocr,
-        "layers": current.layers,
-    }
-
-    def one(ref: PosterRef) -> rows.Rows:
-        inputs = _layer_inputs(store, ref, current)
-        if inputs is None:
-            raise LookupError("no depth map or foreground mask at the current model versions")
-        rgb, depth, fg, ocr = inputs
-        layers, title = rows.compute_layers(rgb, depth, fg, ocr)
-        return rows.layer_rows(ref, layers, title, versions, store.blobs)
-
-    batch = context.partition_key
-    stats = run_extraction(
-        store.db, "layer_masks", current.layers, batch, guarded(one), progress=_progress(context, "layers")
-    )
-    facts = extraction_facts(store, "layer_masks", current.layers, batch)
-    preview = None
-    if refs := current_posters(store, "layer_masks", current.layers, batch, _PREVIEW_POSTERS):
-        panels = [_stored_layer_panel(store, ref, current) for ref in refs]
-        sheet = contact_sheet(
-            [p for p in panels if p is not None], columns=2, tile_width=480, tile_height=240
-        )
-        preview = image_markdown(with_legend(sheet, layer_legend_items()), "layers")
-    extra = {f"{k}_version": v for k, v in versions.items()}
-    return dg.MaterializeResult(metadata=extraction_metadata(facts, stats, extra, preview))
-
-
-OcrItems = list[tuple[list[int], str, float]]
-
-
-def _layer_inputs(
-    store: PosterStore, ref: PosterRef, current: CurrentVersions
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, OcrItems] | None:
-    """(rgb, depth, foreground probability, OCR items) of a poster at the current versions, or
-    None when its depth map or foreground mask is missing."""
-    found = store.db.query(
-        "SELECT d.depth_path, f.mask_path FROM depth_maps d JOIN foreground_masks f USING (poster_id) "
-        "WHERE poster_id = ? AND d.model_version = ? AND f.model_version = ?",
-        [ref.poster_id, current.depth, current.foreground],
-    )
-    if not found:
-        return None
-    ocr = store.db.query(
-        "SELECT box, text, confidence FROM ocr_text WHERE poster_id = ? AND model_version = ? "
-        "ORDER BY line_index",
-        [ref.poster_id, current.ocr],
-    )
-    return (
-        load_rgb(store.blobs, ref),
-        decode_depth(store.blobs.abspath(found[0][0])),
-        decode_mask(store.blobs.abspath(found[0][1])),
-        [(list(b), t, c) for b, t, c in ocr],
-    )
-
-
-def _stored_layer_panel(store: PosterStore, ref: PosterRef, current: CurrentVersions) -> Image.Image | None:
-    """The preview panel of a poster's stored layers (its label PNG and rows), drawn as the
-    layers were when they were computed."""
-    inputs = _layer_inputs(store, ref, current)
-    layers = store.db.query(
-        "SELECT layer_index, depth_rank, area_fraction, bbox, role, mean_depth, title_box, labels_path "
-        "FROM layer_masks WHERE poster_id = ? AND model_version = ? ORDER BY layer_index",
-        [ref.poster_id, current.layers],
-    )
-    if inputs is None or not layers:
-        return None
-    rgb, depth, fg, ocr = inputs
-    labels = decode_labels(store.blobs.abspath(layers[0][-1]))
-    infos = [
-        LayerInfo(i, rank, area, list(bbox), role, mask=labels == i, mean_depth=mean)
-        for i, rank, area, bbox, role, mean, _, _ in layers
-    ]
-    title = next((box for *_, box, _ in layers if box), None)
-    return extraction_panel(rgb, depth, infos, title, fg, [b for b, _, _ in ocr])
+_PREVIEWS = {
+    OCR: _ocr_preview,
+    DEPTH: _dense_preview(DEPTH, "depth_path", _depth_tile),
+    FOREGROUND: _dense_preview(FOREGROUND, "mask_path", _foreground_tile),
+    LAYERS: _layers_preview,
+}

@@ -4,7 +4,7 @@ from collections.abc import Iterator
 
 import dagster as dg
 
-from poster_assets.defs.extract.assets import depth_maps, foreground_masks, layer_masks, ocr_text
+from poster_assets.defs.extract.assets import DEPTH_MAPS, FOREGROUND_MASKS, LAYER_MASKS, OCR_TEXT
 from poster_assets.defs.metadata import table
 from poster_assets.defs.resources import ModelsResource, PosterStore
 from poster_assets.extract.evaluate import evaluate
@@ -19,7 +19,7 @@ DEPTH_CHECK = "sane_depth_statistics"
     specs=[
         dg.AssetCheckSpec(
             QUALITY_CHECK,
-            asset=layer_masks,
+            asset=LAYER_MASKS,
             description="Title text, title box, title layer and foreground against the demo corpus's "
             "ground truth. Warns (does not fail the run) when a target is missed; skipped when no "
             "extracted poster has ground truth (a user's own corpus).",
@@ -38,7 +38,7 @@ def layer_quality_check(
     verdicts = result.verdicts()
     yield dg.AssetCheckResult(
         check_name=QUALITY_CHECK,
-        asset_key=layer_masks.key,
+        asset_key=LAYER_MASKS,
         passed=all(verdicts.values()),
         severity=dg.AssetCheckSeverity.WARN,
         metadata={
@@ -54,10 +54,10 @@ def layer_quality_check(
     )
 
 
-def _coverage_check(asset_def: dg.AssetsDefinition) -> dg.AssetChecksDefinition:
-    name = asset_def.key.to_user_string()
+def _coverage_check(asset: dg.AssetKey) -> dg.AssetChecksDefinition:
+    name = asset.to_user_string()
 
-    @dg.asset_check(asset=asset_def, name=COVERAGE_CHECK, blocking=False)
+    @dg.asset_check(asset=asset, name=COVERAGE_CHECK, blocking=False)
     def _check(store: PosterStore, models: ModelsResource) -> dg.AssetCheckResult:
         """Every ok poster has a value at the current model version (or a recorded failure)."""
         version = current_versions(models).by_asset()[name]
@@ -88,13 +88,13 @@ def _coverage_check(asset_def: dg.AssetsDefinition) -> dg.AssetChecksDefinition:
     return _check
 
 
-ocr_coverage_check = _coverage_check(ocr_text)
-depth_coverage_check = _coverage_check(depth_maps)
-foreground_coverage_check = _coverage_check(foreground_masks)
-layers_coverage_check = _coverage_check(layer_masks)
+ocr_coverage_check = _coverage_check(OCR_TEXT)
+depth_coverage_check = _coverage_check(DEPTH_MAPS)
+foreground_coverage_check = _coverage_check(FOREGROUND_MASKS)
+layers_coverage_check = _coverage_check(LAYER_MASKS)
 
 
-@dg.asset_check(asset=depth_maps, name=DEPTH_CHECK, blocking=False)
+@dg.asset_check(asset=DEPTH_MAPS, name=DEPTH_CHECK, blocking=False)
 def depth_sanity_check(store: PosterStore) -> dg.AssetCheckResult:
     """Depth maps are not flat, their histograms sum to one and their modes lie in [0, 1]."""
     bad = store.db.query(
