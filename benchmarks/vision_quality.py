@@ -1,39 +1,43 @@
-"""How well the offline vision fallbacks do on the demo corpus's ground truth.
+"""Extraction quality on the demo corpus's ground truth, through the product's own path.
 
-    python benchmarks/vision_quality.py [--n 40] [--seed 0] [--corpus /tmp/vision_corpus] [--panels DIR]
+    python benchmarks/vision_quality.py [--n 40] [--corpus DIR] [--models-dir DIR]
+        [--det-limit 736 640 ...] [--stand-in-ocr] [--panels DIR]
 
-OCR is stood in for by the ground truth: the title line boxes, the credits block split into its
-lines and the tagline box, each with its text and confidence 0.9, so the title choice is tested
-against real distractors. Prints, per method and over the corpus:
-
-- foreground IoU of ``fg:grabcut-saliency-v1`` (target mean >= 0.60);
-- title choice: IoU of the chosen title box with the ground-truth title box;
-- title glyph share: ground-truth title glyph pixels inside the title layer (target >= 0.80),
-  and the title layer's precision (its pixels that are glyphs);
-- subject layer IoU with the ground-truth foreground; the K chosen; timings.
+Per poster, as the extractors and ``layer_masks`` do it: OCR with ``OcrEngine`` (or, with
+``--stand-in-ocr``, the ground truth's title lines, credits lines and tagline, confidence 0.9,
+so the title choice still meets real distractors), depth with ``DepthEstimator`` and the
+foreground with ``ForegroundSegmenter`` (IS-Net when ``--models-dir`` holds it, else the
+classical fallbacks), both round-tripped through the stored PNG codecs, then the layers with
+``vision.fusion.fuse_layers``. Scores as ``poster-assets evaluate`` does (``extract.evaluate``):
+title exact match and CER of the title the layers name, title box IoU, true title ink in the
+title layer, subject layer IoU and foreground IoU against the true foreground; and the time per
+poster of each step. Each ``--det-limit`` (the detector's short side; 736 is rapidocr's
+default) is scored on the same posters, depth and foreground: the detector size against title
+accuracy. ``--models-dir`` is only read (caches go to a temporary folder).
 """
 
 from __future__ import annotations
 
 import argparse
+import io
+import os
+import tempfile
 import time
-from collections import Counter
+from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from poster_assets.demo import GroundTruth, generate_corpus, load_ground_truth
-from poster_assets.vision.depth_heuristic import estimate_depth
-from poster_assets.vision.foreground_grabcut import foreground_probability
-from poster_assets.vision.layers import split_layers
-from poster_assets.vision.metrics import box_iou, mask_iou, share_inside
-from poster_assets.vision.overlays import extraction_panel
-from poster_assets.vision.roles import ROLE_SUBJECT, ROLE_TITLE, assign_roles
-from poster_assets.vision.title import title_box
+from poster_assets.storage.codecs import MASK_THRESHOLD, decode_depth, decode_mask, encode_depth, encode_mask
+from poster_assets.vision.metrics import box_iou, character_error_rate, mask_iou, share_inside
+from poster_assets.vision.roles import ROLE_SUBJECT, ROLE_TITLE
+
+OcrItems = list[tuple[list[int], str, float]]
 
 
-def stand_in_ocr(gt: GroundTruth) -> list[tuple[list[int], str, float]]:
+def stand_in_ocr(gt: GroundTruth) -> OcrItems:
     items = [(box, text, 0.9) for box, text in zip(gt.title_line_boxes, gt.title_lines, strict=True)]
     credits = gt.extra.get("credits_text") or []
     if gt.credits_box and credits:
@@ -46,78 +50,125 @@ def stand_in_ocr(gt: GroundTruth) -> list[tuple[list[int], str, float]]:
     return items
 
 
-def _summary(name: str, values: list[float], target: float | None = None) -> str:
-    v = np.asarray(values, dtype=np.float64)
-    goal = f"  (target >= {target:.2f})" if target is not None else ""
-    return f"{name:<34} mean {v.mean():.3f}  median {np.median(v):.3f}  min {v.min():.3f}{goal}"
+def staged_models_dir(source: Path | None, work: Path) -> Path | None:
+    """A models folder whose files link to ``source``'s: the estimators write their compile cache
+    and contract verdicts into the folder they are given, and ``source`` stays untouched."""
+    if source is None:
+        return None
+    staged = work / "models"
+    staged.mkdir(parents=True, exist_ok=True)
+    for path in Path(source).iterdir():
+        if path.is_file() and not path.name.startswith("."):
+            (staged / path.name).symlink_to(path.resolve())
+    return staged
+
+
+def stored(depth: np.ndarray, fg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Depth and foreground as ``layer_masks`` reads them back: min-max normalised, 16-bit and
+    8-bit PNGs (the codecs the extractors write with)."""
+    lo, hi = float(depth.min()), float(depth.max())
+    norm = (depth - lo) / (hi - lo) if hi > lo else np.zeros_like(depth)
+    return decode_depth(io.BytesIO(encode_depth(norm))), decode_mask(io.BytesIO(encode_mask(fg)))
+
+
+def score(gt: GroundTruth, fused, fg: np.ndarray) -> dict[str, float]:  # noqa: ANN001
+    """One poster's figures, as ``extract.evaluate`` computes them from the stored rows."""
+    title = next((li for li in fused.layers if li.role == ROLE_TITLE), None)
+    subject = next((li for li in fused.layers if li.role == ROLE_SUBJECT), None)
+    read = fused.title.text if fused.title and title else ""
+    true_fg = gt.foreground_mask_array()
+    return {
+        "title_exact_match": float(" ".join(read.split()) == " ".join(gt.title.split())),
+        "title_cer": character_error_rate(read, gt.title),
+        "title_box_iou": box_iou(fused.title.box, gt.title_box) if fused.title and title else 0.0,
+        "title_pixels_in_title_layer": share_inside(gt.title_mask_array(), title.mask) if title else 0.0,
+        "subject_layer_iou": mask_iou(subject.mask, true_fg) if subject else 0.0,
+        "foreground_iou": mask_iou(fg >= MASK_THRESHOLD, true_fg),
+    }
+
+
+def _args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--n", type=int, default=40)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--corpus", type=Path, default=None, help="an existing demo corpus (else generated)")
+    parser.add_argument("--models-dir", type=Path, default=None, help="holds IS-Net (read only)")
+    parser.add_argument("--det-limit", type=int, nargs="*", default=[None], help="detector short sides")
+    parser.add_argument("--stand-in-ocr", action="store_true", help="the ground truth's lines as OCR")
+    parser.add_argument("--panels", type=Path, default=None, help="write one extraction panel per poster")
+    return parser.parse_args()
+
+
+Figures = dict[object, dict[str, list[float]]]
+
+
+def measure(truths: list[GroundTruth], models_dir: Path | None, args: argparse.Namespace) -> Figures:
+    """Per OCR configuration (det limit, or None), each figure per poster."""
+    from poster_assets.models.depth import DepthEstimator
+    from poster_assets.models.foreground import ForegroundSegmenter
+    from poster_assets.models.ocr import OcrEngine
+
+    depth_est, fg_est = DepthEstimator(models_dir), ForegroundSegmenter(models_dir)
+    limits = [None] if args.stand_in_ocr else args.det_limit
+    engines = (
+        {} if args.stand_in_ocr else {lim: OcrEngine(models_dir, det_limit_side_len=lim) for lim in limits}
+    )
+    print(f"depth: {depth_est.version}; foreground: {fg_est.version}")
+    print("ocr: " + (engines[limits[0]].version if engines else "ground-truth stand-in"))
+    figures: Figures = defaultdict(lambda: defaultdict(list))
+    for gt in truths:
+        rgb = np.asarray(Image.open(gt.path).convert("RGB"))
+        t0 = time.perf_counter()
+        depth = depth_est.predict(rgb)
+        t1 = time.perf_counter()
+        fg = fg_est.predict(rgb)
+        maps_ms = {"depth ms": 1000 * (t1 - t0), "foreground ms": 1000 * (time.perf_counter() - t1)}
+        depth, fg = stored(depth, fg)
+        for lim in limits:
+            row = figures[lim]
+            for name, value in {**maps_ms, **_one(gt, rgb, depth, fg, engines.get(lim), args)}.items():
+                row[name].append(value)
+    return figures
+
+
+def _one(gt: GroundTruth, rgb: np.ndarray, depth: np.ndarray, fg: np.ndarray, engine, args) -> dict:  # noqa: ANN001
+    """OCR (``engine``, or the stand-in when None), layers and the poster's scores."""
+    from poster_assets.vision.fusion import fuse_layers
+
+    t0 = time.perf_counter()
+    items = [(i.box, i.text, i.confidence) for i in engine.read(rgb)] if engine else stand_in_ocr(gt)
+    t1 = time.perf_counter()
+    fused = fuse_layers(rgb, depth, fg, items)
+    t2 = time.perf_counter()
+    if args.panels:
+        from poster_assets.vision.overlays import extraction_panel
+
+        boxes = [b for b, _, _ in items]
+        panel = extraction_panel(rgb, depth, fused.layers, fused.title, fg, boxes)
+        panel.save(args.panels / f"{Path(gt.file).stem}.png")
+    return {**score(gt, fused, fg), "ocr ms": 1000 * (t1 - t0), "layers ms": 1000 * (t2 - t1)}
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=40)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--corpus", type=Path, default=Path("/tmp/vision_corpus"))
-    parser.add_argument(
-        "--panels", type=Path, default=None, help="write one extraction panel per poster here"
-    )
-    args = parser.parse_args()
-    if not (args.corpus / "ground_truth.jsonl").is_file():
-        generate_corpus(args.corpus, n=args.n, seed=args.seed)
-    truths = list(load_ground_truth(args.corpus).values())[: args.n]
-    if args.panels:
-        args.panels.mkdir(parents=True, exist_ok=True)
-
-    fg_iou, title_choice, glyph_share, title_precision, subject_iou = [], [], [], [], []
-    ks: Counter[int] = Counter()
-    timings: dict[str, list[float]] = {"depth": [], "foreground": [], "layers": []}
-    rows = []
-    for gt in truths:
-        rgb = np.asarray(Image.open(gt.path).convert("RGB"))
-        ocr = stand_in_ocr(gt)
-        boxes = [b for b, _, _ in ocr]
-        t0 = time.perf_counter()
-        depth = estimate_depth(rgb, boxes)
-        t1 = time.perf_counter()
-        fg = foreground_probability(rgb, boxes)
-        t2 = time.perf_counter()
-        split = split_layers(depth, rgb)
-        layers = assign_roles(split, ocr, fg, rgb=rgb)
-        t3 = time.perf_counter()
-        timings["depth"].append(t1 - t0)
-        timings["foreground"].append(t2 - t1)
-        timings["layers"].append(t3 - t2)
-
-        fg_truth, glyphs = gt.foreground_mask_array(), gt.title_mask_array()
-        choice = title_box(ocr, rgb.shape)
-        title = next((li for li in layers if li.role == ROLE_TITLE), None)
-        subject = next((li for li in layers if li.role == ROLE_SUBJECT), None)
-        fg_iou.append(mask_iou(fg, fg_truth))
-        title_choice.append(box_iou(choice.box, gt.title_box) if choice else 0.0)
-        glyph_share.append(share_inside(glyphs, title.mask) if title else 0.0)
-        title_precision.append(share_inside(title.mask, glyphs) if title else 0.0)
-        subject_iou.append(mask_iou(subject.mask, fg_truth) if subject else 0.0)
-        ks[split.k] += 1
-        rows.append(
-            (gt.file, gt.genre, gt.extra.get("background"), fg_iou[-1], glyph_share[-1], title_choice[-1])
-        )
+    args = _args()
+    with tempfile.TemporaryDirectory(prefix="vision-quality-") as tmp:
+        work = Path(tmp)
+        os.environ.setdefault("POSTER_ASSETS_HOME", str(work / "home"))
+        corpus = args.corpus or work / "corpus"
+        if args.corpus is None:
+            generate_corpus(corpus, n=args.n, seed=args.seed)
+        truths = sorted(load_ground_truth(corpus).values(), key=lambda g: g.file)[: args.n]
         if args.panels:
-            panel = extraction_panel(rgb, depth, layers, choice, fg, boxes)
-            panel.save(args.panels / f"{Path(gt.file).stem}.png")
-
-    print(f"{len(truths)} posters from {args.corpus}")
-    print(_summary("foreground IoU (grabcut-saliency)", fg_iou, 0.60))
-    print(_summary("title choice box IoU", title_choice))
-    print(_summary("title glyph share in title layer", glyph_share, 0.80))
-    print(_summary("title layer precision", title_precision))
-    print(_summary("subject layer IoU vs foreground", subject_iou))
-    print(f"{'K chosen':<34} " + ", ".join(f"K={k}: {c}" for k, c in sorted(ks.items())))
-    for name, ts in timings.items():
-        print(f"{name + ' ms / poster':<34} mean {1000 * np.mean(ts):.1f}  max {1000 * np.max(ts):.1f}")
-    print("\nworst foreground / glyph share:")
-    for file, genre, background, f, g, c in sorted(rows, key=lambda r: min(r[3], r[4]))[:8]:
-        print(
-            f"  {file:<40} {genre:<10} {background or '':<10} fg {f:.2f}  glyphs {g:.2f}  title-box {c:.2f}"
-        )
+            args.panels.mkdir(parents=True, exist_ok=True)
+        print(f"{len(truths)} posters from {corpus}")
+        figures = measure(truths, staged_models_dir(args.models_dir, work), args)
+    for lim, row in figures.items():
+        label = "stand-in OCR" if args.stand_in_ocr else f"det short side {lim or 'default (736)'}"
+        print(f"\n{label}:")
+        for name, values in row.items():
+            print(f"  {name:<30} mean {np.mean(values):8.4f}   median {np.median(values):8.4f}")
 
 
 if __name__ == "__main__":

@@ -14,37 +14,67 @@ contains full-width Latin forms (``Ｌ`` for ``L``).
 batches: a pool of engines, one OpenVINO stream each with a share of the cores, runs posters on
 threads at once (OpenVINO releases the GIL while it infers), like the THROUGHPUT hint's streams.
 
-Precision: rapidocr compiles each network at the CPU plugin's default (bf16 where the CPU has
-it, f32 elsewhere), and the detector and recogniser run as INT8 networks where their gates
+Start-up: rapidocr's own OpenVINO session builds a ``Core`` per network and compiles it afresh
+(about a second each, five for ``read_many``'s pool); here its networks are compiled through
+``models.runtime`` instead (``CompiledSession``), so the compile cache in the models folder
+lets the next process load them in milliseconds.
+
+Recognition: rapidocr pads every line of a batch to the batch's widest line, and the recogniser's
+cost grows with the padded width (about linearly; a fixed cost per inference is small on the
+CPU), so the lines go in width buckets (``width_buckets``): half the recogniser's input on the
+demo posters, and titles read better (padding made it drop spaces). It changes values, so it is
+in the version (``+rec-buckets-v1``). The detector's input size is an option (``det_side``).
+
+Precision: the networks compile at the CPU plugin's default (bf16 where the CPU has it, f32
+elsewhere), and the detector and recogniser run as INT8 networks where their gates
 passed (``models.precision``); the version names both per model (``runtime.versioned``).
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
 import queue
 import threading
+import time
 import unicodedata
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import cv2
 import numpy as np
+import openvino as ov
 
 from poster_assets.models import precision, runtime
 from poster_assets.models.quantize import Int8Model
 from poster_assets.models.registry import ModelSpec, get_spec
 from poster_assets.models.weights import ModelUnavailableError, model_status, model_version
+from poster_assets.settings import openvino_cache_dir
+from poster_assets.storage.files import atomic_write_text
 
 OCR_MODELS = ("ppocr-det", "ppocr-cls", "ppocr-rec")
-# Recognition crops are batched by width; rapidocr's default of 6 leaves most of a poster's
-# lines in separate inferences.
+# Most lines in one recognition batch (``width_buckets``).
 _REC_BATCH = 16
-# Post-processing of the recognised text; part of ``OcrEngine.version`` because it changes values.
+# The fixed cost of one recognition inference, in padded line widths of one line height: on
+# 2 cores a 48x320 line takes ~38 ms and a batch costs about the sum of its padded lines, so a
+# new bucket pays as soon as it saves a little padding.
+_REC_INFER_COST = 0.5
+# How lines are batched for recognition (padding changes the recogniser's output a little) and
+# the post-processing of the recognised text: part of ``OcrEngine.version``, they change values.
+_REC_VERSION = "rec-buckets-v1"
 _POST_VERSION = "nfkc+spaces-v1"
+# The detector's short side: rapidocr scales smaller posters up to it (larger ones run at their
+# own size). 736, rapidocr's, stays the default: on the 200 demo posters with IS-Net, 640 or 544
+# take 0.88 / 0.83 of the OCR time but read the title with twice the character errors (CER 0.013
+# vs 0.007; exact match 0.945 vs 0.950) and put a little less of its ink in the title layer
+# (benchmarks/vision_quality.py --det-limit 736 640 544); scaling larger posters down to 736 too
+# loses more (CER 0.018). Another side is an option, named in the version (``+det640``).
+DET_SIDE_ENV = "POSTER_ASSETS_OCR_DET_SIDE"
+DEFAULT_DET_SIDE = 736
 # A gap between two characters is a word space when its empty ink columns exceed the line's
 # median inter-letter gap by this fraction of the ink height. A space is ~0.45 cap heights in
 # DejaVu; on the demo corpus (seed 0) letter gaps exceed the median by <= 0.12, word gaps mostly
@@ -95,17 +125,30 @@ def _ocr_specs(models_dir: Path | None) -> tuple[tuple[ModelSpec, ...], tuple[st
 Int8Selection = Mapping[str, Int8Model | None] | Literal["auto"]
 
 
+def det_side() -> int:
+    """The detector's short side (see ``DEFAULT_DET_SIDE``): ``POSTER_ASSETS_OCR_DET_SIDE`` when
+    set, else 736."""
+    raw = os.environ.get(DET_SIDE_ENV, "").strip()
+    if not raw:
+        return DEFAULT_DET_SIDE
+    if not raw.isdigit() or int(raw) < 32:
+        raise ValueError(f"{DET_SIDE_ENV}={raw!r}: expected the detector's short side in pixels, e.g. 640")
+    return int(raw)
+
+
 def _version(
     specs: Sequence[ModelSpec],
     word_gaps: bool,
     precisions: Sequence[str],
     int8: Mapping[str, Int8Model | None],
+    det: int = DEFAULT_DET_SIDE,
 ) -> str:
     models = ",".join(
         model_version(s) + runtime.precision_suffix(p, m.id if (m := int8.get(s.name)) else None)
         for s, p in zip(specs, precisions, strict=True)
     )
-    return f"ppocr:{models}+{_POST_VERSION}" if word_gaps else f"ppocr:{models}"
+    det_tag = f"+det{det}" if det != DEFAULT_DET_SIDE else ""
+    return f"ppocr:{models}+{_REC_VERSION}{det_tag}" + (f"+{_POST_VERSION}" if word_gaps else "")
 
 
 def _selected(
@@ -126,7 +169,7 @@ def ocr_version(models_dir: Path | None = None, word_gaps: bool = True) -> str:
     need to know which OCR values are current."""
     specs = _ocr_specs(models_dir)[0]
     chosen, _ = _selected(specs, models_dir, "auto")
-    return _version(specs, word_gaps, [runtime.inference_precision()] * len(specs), chosen)
+    return _version(specs, word_gaps, [runtime.inference_precision()] * len(specs), chosen, det_side())
 
 
 class OcrEngine:
@@ -145,10 +188,12 @@ class OcrEngine:
         word_gaps: bool = True,
         int8: Int8Selection = "auto",
     ) -> None:
-        """``word_gaps=False`` returns rapidocr's text as recognised (for comparisons).
+        """``det_limit_side_len``: the detector's short side (default ``det_side()``).
+        ``word_gaps=False`` returns rapidocr's text as recognised (for comparisons).
         ``int8``: ``"auto"`` runs the INT8 detector / recogniser where their gates passed;
         ``{}`` runs every model in float; ``{"ppocr-det": model}`` exactly that network."""
         self.word_gaps = word_gaps
+        self.det_side = det_limit_side_len or det_side()
         self.specs, float_paths = _ocr_specs(models_dir)
         self.int8, self.precision_notes = _selected(self.specs, models_dir, int8)
         self.paths = tuple(
@@ -156,13 +201,17 @@ class OcrEngine:
             for s, p in zip(self.specs, float_paths, strict=True)
         )
         shas = tuple(f"int8-{m.id}" if (m := self.int8.get(s.name)) else s.sha256 for s in self.specs)
-        key = tuple(zip(self.paths, shas, strict=True)) + (("det_limit", str(det_limit_side_len)),)
+        # Resolved now (not when runtime.core first runs), as DenseEstimator places its cache.
+        cache = Path(models_dir) / "ov_cache" if models_dir else openvino_cache_dir()
+        self._networks = _Networks(self.paths, shas, str(cache))
+        key = tuple(zip(self.paths, shas, strict=True)) + (("det_side", str(self.det_side)),)
         with _engines_lock:
             if key not in _engines:
-                _engines[key] = (_build_rapidocr(self.paths, det_limit_side_len), threading.Lock())
+                compiled = _compile(self._networks)
+                _engines[key] = (_build_rapidocr(self._networks, compiled, self.det_side), threading.Lock())
         self._rapid, self._lock = _engines[key]
-        self._key, self._det_limit = key, det_limit_side_len
-        # What the compiled networks compute in: rapidocr compiles at the CPU's default.
+        self._key = key
+        # What the compiled networks compute in: the CPU plugin's default.
         self.precisions = {
             spec.name: runtime.inference_precision(compiled)
             for spec, compiled in zip(self.specs, _compiled_models(self._rapid), strict=True)
@@ -172,11 +221,13 @@ class OcrEngine:
     def version(self) -> str:
         """Names all three models and what computes them, e.g.
         ``ppocr:ppocr-det@PP-OCRv6-det-small+090f04abcd9d:int8-5f0c2e9a1b:bf16,…``."""
-        return _version(self.specs, self.word_gaps, list(self.precisions.values()), self.int8)
+        precisions = list(self.precisions.values())
+        return _version(self.specs, self.word_gaps, precisions, self.int8, self.det_side)
 
     @property
     def engines(self) -> dict[str, str]:
-        """The inference session class behind each model (proof that OpenVINO runs)."""
+        """The inference session class behind each model (``CompiledSession``: OpenVINO, through
+        the project's Core)."""
         rapid = self._rapid
         return {
             "det": type(rapid.text_det.session).__name__,
@@ -227,9 +278,10 @@ class OcrEngine:
         with _engines_lock:
             if self._key not in _pools:
                 streams, threads = pool_shape(os.cpu_count() or 1)
+                compiled = _compile(self._networks, streams, threads)
                 idle: queue.SimpleQueue[Any] = queue.SimpleQueue()
                 for _ in range(streams):
-                    idle.put(_build_rapidocr(self.paths, self._det_limit, threads=threads))
+                    idle.put(_build_rapidocr(self._networks, compiled, self.det_side))
                 _pools[self._key], _pool_sizes[self._key] = idle, streams
         return _pools[self._key], _pool_sizes[self._key]
 
@@ -237,7 +289,7 @@ class OcrEngine:
         # rapidocr's own __call__ split in its steps (3.10.0), to see the recogniser's per-character
         # CTC positions and line crops (``return_word_box``) before its output is assembled.
         img, op_record = rapid.preprocess_img(bgr)
-        det_res, cls_res, rec_res, crops = rapid.run_ocr_steps(img, op_record)
+        det_res, cls_res, rec_res, crops = _ocr_steps(rapid, img, op_record)
         if rec_res.txts is not None and rec_res.word_results is not None:
             txts = list(rec_res.txts)
             if self.word_gaps:
@@ -396,14 +448,49 @@ def reading_order(polygons: list[np.ndarray]) -> list[int]:
     return [i for _, line in ranked for i in sorted(line, key=lambda k: boxes[k][0])]
 
 
-def _build_rapidocr(
-    paths: tuple[str, ...], det_limit_side_len: int | None, threads: int | None = None
-) -> Any:
-    """A compiled rapidocr; ``threads``: one OpenVINO stream of that many threads (a pool
-    member), else one stream on all cores (LATENCY)."""
+@dataclass(frozen=True)
+class _Networks:
+    """The det, cls and rec files an engine compiles, each with its identity (sha256, or the
+    INT8 network's id) and the compile cache folder."""
+
+    paths: tuple[str, ...]
+    keys: tuple[str, ...]
+    cache_dir: str
+
+
+def _compile(networks: _Networks, streams: int | None = None, threads: int = 1) -> dict[str, Any]:
+    """Each network compiled through ``runtime`` (the compile cache), by path: for one engine
+    (LATENCY: one stream on all cores), or for ``read_many``'s pool of ``streams`` engines of
+    ``threads`` threads each: one compiled model per network (one compile, not one per engine)
+    whose streams run the engines' requests side by side."""
+    # rapidocr's extension modules (shapely, pyclipper) load before OpenVINO starts its threads:
+    # a dlopen while they ran once hung an import here for good.
+    import rapidocr.main  # noqa: F401
+
+    _init_tensor_bindings()
+    hint, properties = "LATENCY", {}
+    if streams is not None:
+        hint, properties = "THROUGHPUT", {"NUM_STREAMS": streams, "INFERENCE_NUM_THREADS": streams * threads}
+    return {
+        path: runtime.compile_model(path, hint=hint, cache_dir=networks.cache_dir, **properties)
+        for path in networks.paths
+    }
+
+
+@functools.cache
+def _init_tensor_bindings() -> None:
+    """Run OpenVINO's numpy <-> tensor conversions once on one thread. Their first call fills
+    C++ function statics and runs Python code meanwhile; a second thread entering the same call
+    (two pool engines starting on their first posters) then waits for that static while holding
+    the GIL the first one needs: ``read_many`` hung now and then on its first chunk."""
+    np.asarray(ov.Tensor(np.zeros((1, 1), np.float32)).data)
+
+
+def _build_rapidocr(networks: _Networks, compiled: Mapping[str, Any], det_side: int) -> Any:
+    """A rapidocr whose sessions are infer requests of ``compiled`` (``_compile``)."""
     from rapidocr import EngineType, RapidOCR
 
-    det, cls, rec = paths
+    det, cls, rec = networks.paths
     params: dict[str, Any] = {
         "Global.log_level": "warning",
         "Det.engine_type": EngineType.OPENVINO,
@@ -412,22 +499,210 @@ def _build_rapidocr(
         "Det.model_path": det,
         "Cls.model_path": cls,
         "Rec.model_path": rec,
+        # ``width_buckets`` makes the batches; each is one inference.
         "Rec.rec_batch_num": _REC_BATCH,
         # Per-character CTC positions for ``insert_word_gaps`` (rapidocr's word boxes are skipped).
         "Global.return_word_box": True,
-        # One request at a time per model: latency is what a sequential pipeline waits on.
-        "EngineConfig.openvino.performance_hint": "LATENCY",
+        "Det.limit_side_len": det_side,
     }
-    if threads is not None:
-        params["EngineConfig.openvino.inference_num_threads"] = threads
-        # Unpinned: OpenVINO would pin every one-thread engine of the pool to the same core.
-        params["EngineConfig.openvino.enable_cpu_pinning"] = False
-    if det_limit_side_len is not None:
-        params["Det.limit_side_len"] = det_limit_side_len
     rapid = RapidOCR(params=params)
-    # rapidocr compiles lazily on first use; compile now so the first poster is not slow and
-    # so ``engines`` can show what actually runs.
-    rapid._load_det_model()
-    rapid._load_cls_model()
-    rapid._load_rec_model()
+    # rapidocr loads its networks lazily on first use; load them now so the first poster is not
+    # slow and so ``engines`` can show what actually runs.
+    with _compiled_sessions(networks, compiled):
+        rapid._load_det_model()
+        rapid._load_cls_model()
+        rapid._load_rec_model()
+    _float32_detector_input(rapid.text_det)
     return rapid
+
+
+def _float32_detector_input(det: Any) -> None:
+    """Have rapidocr's detector prepare its input with ``det_input`` (for its default mean and
+    std of 0.5, with which the two agree)."""
+    from rapidocr.ch_ppocr_det.utils import DetPreProcess
+
+    def preprocess() -> Callable[[np.ndarray], np.ndarray | None]:
+        pre = DetPreProcess(det.limit_side_len, det.limit_type, det.mean, det.std)
+        if not (np.all(pre.mean == 0.5) and np.all(pre.std == 0.5)):
+            return pre
+        return functools.partial(det_input, pre)
+
+    det.get_preprocess = preprocess  # rapidocr asks for it per image
+
+
+def det_input(pre: Any, img: np.ndarray) -> np.ndarray | None:
+    """rapidocr's detector input (``DetPreProcess``: resized to multiples of 32, ``(x / 255 - 0.5)
+    / 0.5``, NCHW) computed in float32 where rapidocr goes through float64: the same values
+    (subtracting 0.5 rounds once either way and dividing by 0.5 is exact) in a quarter of the
+    time (~45 -> ~11 ms a poster)."""
+    resized = pre.resize(img)
+    if resized is None:
+        return None
+    x = resized.astype(np.float32)
+    x *= pre.scale
+    x -= 0.5
+    x *= 2.0
+    return np.ascontiguousarray(x.transpose(2, 0, 1))[None]
+
+
+# --- networks compiled through models.runtime --------------------------------------------------
+_sessions_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def _compiled_sessions(networks: _Networks, compiled: Mapping[str, Any]) -> Iterator[None]:
+    """While rapidocr loads its networks, the session class it picks for OpenVINO is
+    ``CompiledSession`` over ``compiled`` (rapidocr has no hook for a session of one's own; its
+    engine lookup reads this module attribute each time)."""
+    import rapidocr.inference_engine.openvino as engine
+
+    def session(cfg: Any) -> CompiledSession:
+        i = networks.paths.index(str(cfg.model_path))
+        path, key = networks.paths[i], networks.keys[i]
+        return CompiledSession(compiled[path], path, OCR_MODELS[i], key, networks.cache_dir)
+
+    with _sessions_lock:
+        original = engine.OpenVINOInferSession
+        engine.OpenVINOInferSession = session
+        try:
+            yield
+        finally:
+            engine.OpenVINOInferSession = original
+
+
+class CompiledSession:
+    """What rapidocr asks of an inference session (``session(x)``, and of the recogniser's its
+    character list): an infer request of a network compiled by ``runtime.compile_model``."""
+
+    def __init__(self, compiled: Any, path: str, name: str, key: str, cache_dir: str) -> None:
+        self.path, self.name, self._key, self._cache_dir = path, name, key, cache_dir
+        self.session = compiled.create_infer_request()  # rapidocr's name for it
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        t0 = time.perf_counter()
+        self.session.infer(inputs=[x])
+        out = self.session.get_output_tensor().data
+        if (profile := _profile) is not None:
+            profile.add(self.name, x.shape, time.perf_counter() - t0)
+        return out
+
+    def have_key(self, key: str = "character") -> bool:
+        return key == "character" and bool(self.get_character_list())
+
+    def get_character_list(self, key: str = "character") -> list[str]:
+        return list(_characters(self.path, self._key, self._cache_dir)) if key == "character" else []
+
+
+@functools.cache
+def _characters(path: str, key: str, cache_dir: str) -> tuple[str, ...]:
+    """The recogniser's dictionary, which its file carries in its metadata. Kept beside the
+    compile cache under the network's identity: reading it from the file means reading the whole
+    network (0.1-0.4 s), which a network loaded from the cache otherwise never does."""
+    kept = Path(cache_dir) / f"ppocr-characters-{key[:24]}.txt"
+    if kept.is_file():
+        return tuple(kept.read_text(encoding="utf-8").split("\n"))
+    info = runtime.core(cache_dir).read_model(path).get_rt_info()
+    if "framework" not in info or "character" not in info["framework"]:
+        return ()
+    chars = str(info["framework"]["character"].value).splitlines()
+    with contextlib.suppress(OSError):  # a read-only cache: read from the network next time too
+        atomic_write_text(kept, "\n".join(chars))
+    return tuple(chars)
+
+
+# --- the OCR steps, recognition in width buckets -----------------------------------------------
+def _ocr_steps(rapid: Any, img: np.ndarray, op_record: dict[str, Any]) -> tuple[Any, Any, Any, list]:
+    """rapidocr's ``run_ocr_steps`` (detection, orientation, recognition, as its defaults run
+    them) with the lines recognised in width buckets."""
+    from rapidocr.ch_ppocr_cls import TextClsOutput
+    from rapidocr.ch_ppocr_det import TextDetOutput
+    from rapidocr.ch_ppocr_rec import TextRecOutput
+    from rapidocr.main import RapidOCRError
+
+    try:
+        crops, det_res = rapid.detect_and_crop(img, op_record)
+    except RapidOCRError:  # no text found
+        return TextDetOutput(), TextClsOutput(), TextRecOutput(), []
+    try:
+        lines, cls_res = rapid.cls_and_rotate(crops)
+    except RapidOCRError:
+        return det_res, TextClsOutput(), TextRecOutput(), []
+    return det_res, cls_res, _recognize(rapid, lines), crops
+
+
+def _recognize(rapid: Any, lines: list[np.ndarray]) -> Any:
+    """rapidocr's recogniser over ``lines``, one inference per ``width_buckets`` bucket; the
+    output in the order of ``lines``, as rapidocr gives it."""
+    from rapidocr.ch_ppocr_rec import TextRecInput, TextRecOutput
+
+    rec = rapid._load_rec_model()
+    _, height, width = rec.rec_image_shape
+    buckets = width_buckets([line.shape[1] / line.shape[0] for line in lines], width / height)
+    txts, scores, words = [""] * len(lines), [0.0] * len(lines), [None] * len(lines)
+    out = None
+    for bucket in buckets:
+        out = rec(TextRecInput(img=[lines[i] for i in bucket], return_word_box=rapid.return_word_box))
+        for k, i in enumerate(bucket):
+            txts[i], scores[i], words[i] = out.txts[k], out.scores[k], out.word_results[k]
+    return TextRecOutput(
+        imgs=lines,
+        txts=tuple(txts),
+        scores=tuple(scores),
+        word_results=tuple(words),
+        viser=out.viser if out is not None else None,
+    )
+
+
+def width_buckets(
+    ratios: Sequence[float], min_ratio: float, infer_cost: float = _REC_INFER_COST, most: int = _REC_BATCH
+) -> list[list[int]]:
+    """Indices of the lines (width / height ``ratios``) grouped into recognition batches of at
+    most ``most``: runs of the lines sorted by width, chosen to minimise the padded width
+    recognised (every line of a batch is padded to its widest, and to ``min_ratio`` at least)
+    plus ``infer_cost`` per batch. Exact, by dynamic programming over the sorted widths."""
+    order = sorted(range(len(ratios)), key=lambda i: ratios[i])
+    widths = [max(float(ratios[i]), min_ratio) for i in order]
+    best, start = [0.0] + [np.inf] * len(order), [0] * (len(order) + 1)
+    for end in range(1, len(order) + 1):
+        for first in range(max(0, end - most), end):
+            cost = best[first] + infer_cost + (end - first) * widths[end - 1]
+            if cost < best[end]:
+                best[end], start[end] = cost, first
+    buckets, end = [], len(order)
+    while end > 0:
+        buckets.append(order[start[end] : end])
+        end = start[end]
+    return buckets[::-1]
+
+
+# --- profiling (benchmarks) ---------------------------------------------------------------------
+@dataclass
+class InferenceProfile:
+    """Inferences of the OCR networks while ``profile_inference`` is active: per (model, input
+    shape), [calls, seconds]."""
+
+    calls: dict[tuple[str, tuple[int, ...]], list[float]] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(self, name: str, shape: tuple[int, ...], seconds: float) -> None:
+        with self._lock:
+            entry = self.calls.setdefault((name, tuple(int(d) for d in shape)), [0, 0.0])
+            entry[0] += 1
+            entry[1] += seconds
+
+    def seconds(self, name: str) -> float:
+        return sum(s for (n, _), (_, s) in self.calls.items() if n == name)
+
+
+_profile: InferenceProfile | None = None
+
+
+@contextlib.contextmanager
+def profile_inference() -> Iterator[InferenceProfile]:
+    """Record every OCR inference of this process (all engines) while the block runs."""
+    global _profile
+    _profile = InferenceProfile()
+    try:
+        yield _profile
+    finally:
+        _profile = None

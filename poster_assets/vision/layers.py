@@ -161,7 +161,7 @@ def split_layers(
 
 
 def depth_bands(depth: np.ndarray, mask: np.ndarray, k_max: int = 4) -> tuple[np.ndarray, int]:
-    """Depth bands of the pixels under ``mask``: (int32 HxW band of every pixel, band count).
+    """Depth bands of the pixels under ``mask``: (uint8 HxW band of every pixel, band count).
 
     1-D K-means over the masked depth's histogram, K = its modes (1 when unimodal, at most
     ``k_max``), started from the modes; every pixel, masked or not, then takes the band whose
@@ -170,7 +170,7 @@ def depth_bands(depth: np.ndarray, mask: np.ndarray, k_max: int = 4) -> tuple[np
     ``mask`` gives no bands.
     """
     if not mask.any():
-        return np.zeros(depth.shape, np.int32), 0
+        return np.zeros(depth.shape, np.uint8), 0
     step = max(1, max(depth.shape) // _WORK_LONG_SIDE)
     sample = depth[::step, ::step][mask[::step, ::step]]
     if sample.size == 0:  # a few pixels between the grid's
@@ -182,13 +182,13 @@ def depth_bands(depth: np.ndarray, mask: np.ndarray, k_max: int = 4) -> tuple[np
     values = ((np.arange(_KMEANS_BINS) + 0.5) / _KMEANS_BINS)[occupied]
     k = int(np.clip(len(modes), 1, min(k_max, len(values))))
     if k == 1:
-        return np.zeros(depth.shape, np.int32), 1
+        return np.zeros(depth.shape, np.uint8), 1
     centres = kmeans_1d(values, counts[occupied].astype(np.float64), k, modes if len(modes) == k else None)
     bounds = (centres[1:] + centres[:-1]) / 2
-    bands = np.zeros(depth.shape, np.uint8)
+    bands = np.zeros(depth.shape, np.uint8)  # a label map: 8 bits, a quarter of int32's passes
     for b in bounds:
         bands += depth > b
-    return bands.astype(np.int32), len(centres)
+    return bands, len(centres)
 
 
 def kmeans_1d(

@@ -7,12 +7,12 @@ text box, Otsu on the colour distance to the box's own border colour.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
 import cv2
 import numpy as np
-from scipy import ndimage
 
 Box = Sequence[int]  # [x0, y0, x1, y1], x1/y1 exclusive
 
@@ -59,7 +59,7 @@ def text_ink_mask(rgb: np.ndarray, boxes: Sequence[Any], pad: int = 2) -> np.nda
             continue
         crop = cv2.cvtColor(np.ascontiguousarray(rgb[y0:y1, x0:x1]), cv2.COLOR_RGB2LAB).astype(np.float32)
         frame = np.concatenate([crop[0], crop[-1], crop[:, 0], crop[:, -1]])
-        dist = np.min([np.linalg.norm(crop - c, axis=2) for c in _border_colours(frame)], axis=0)
+        dist = functools.reduce(np.minimum, [lab_distance(crop, c) for c in _border_colours(frame)])
         if dist.max() < 8.0:  # flat box: no ink to find
             continue
         dist8 = np.clip(dist * (255.0 / dist.max()), 0, 255).astype(np.uint8)
@@ -104,13 +104,32 @@ def _drop_thick_regions(ink: np.ndarray, lab: np.ndarray, strong: np.ndarray, li
         return ink
     ink_colour = np.median(lab[thin], axis=0)
     blob_colour = np.median(lab[blob], axis=0)
-    nearer_ink = np.linalg.norm(lab - ink_colour, axis=2) < np.linalg.norm(lab - blob_colour, axis=2)
+    nearer_ink = lab_distance(lab, ink_colour) < lab_distance(lab, blob_colour)
     return ink & (~blob | nearer_ink)
+
+
+def lab_distance(lab: np.ndarray, colour: np.ndarray) -> np.ndarray:
+    """Euclidean distance of every pixel of ``lab`` (HxWx3 float32) to ``colour``: the values of
+    ``np.linalg.norm(lab - colour, axis=2)``, channel by channel (a reduction over a length-3
+    last axis is several times slower in NumPy)."""
+    d = lab - colour
+    d *= d
+    return np.sqrt(d[..., 0] + d[..., 1] + d[..., 2])
+
+
+def enclosed_holes(mask: np.ndarray) -> np.ndarray:
+    """The pixels off ``mask`` that no 4-connected path of off pixels joins to the border:
+    ``ndimage.binary_fill_holes(mask) & ~mask``, by one flood fill (several times faster)."""
+    h, w = mask.shape
+    outside = np.zeros((h + 2, w + 2), np.uint8)  # a free frame, so the fill reaches every border pixel
+    outside[1:-1, 1:-1] = mask
+    cv2.floodFill(outside, None, (0, 0), 1, flags=4)
+    return outside[1:-1, 1:-1] == 0
 
 
 def _fill_stroke_holes(ink: np.ndarray, line_h: int) -> np.ndarray:
     """Fill enclosed holes as thin as a stroke (outlined letters' fill), not rounder counters."""
-    holes = ndimage.binary_fill_holes(ink) & ~ink
+    holes = enclosed_holes(ink)
     if not holes.any():
         return ink
     n, comp = cv2.connectedComponents(holes.astype(np.uint8), connectivity=4)

@@ -9,6 +9,7 @@ from poster_assets.vision.fusion import (
     SUBJECT_FOREGROUND,
     SUBJECT_NONE,
     FusedLayers,
+    _bbox,
     fuse_layers,
 )
 from poster_assets.vision.metrics import mask_iou, share_inside
@@ -114,6 +115,17 @@ def test_the_layers_partition_the_poster_and_their_rows_agree_with_their_masks()
     roles = {info.role: info for info in layers}
     assert roles[ROLE_BACKGROUND].depth_rank == 0
     assert roles[ROLE_BACKGROUND].depth_rank < roles[ROLE_SUBJECT].depth_rank < roles[ROLE_TITLE].depth_rank
+
+
+def test_layer_bboxes_are_those_of_their_pixels():
+    rng = np.random.default_rng(3)
+    masks = [rng.random((37, 53)) < p for p in (0.001, 0.01, 0.5)]
+    dot = np.zeros((37, 53), bool)
+    dot[36, 0] = True
+    for mask in [*masks, dot, np.zeros((37, 53), bool)]:
+        ys, xs = np.nonzero(mask)
+        expected = [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1] if len(xs) else [0, 0, 0, 0]
+        assert _bbox(mask) == [int(v) for v in expected]
 
 
 # --- Real demo posters: the fallback depth and foreground, the generator's own text boxes as OCR.

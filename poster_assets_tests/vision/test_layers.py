@@ -50,7 +50,7 @@ def test_split_layers_superpixels_snap_to_image_edges():
 def test_depth_bands_split_the_masked_depth_at_its_modes_and_label_every_pixel():
     depth, subject = three_planes()
     bands, n = depth_bands(depth, np.ones(depth.shape, bool))
-    assert n == 3
+    assert n == 3 and bands.dtype == np.uint8  # a label map; fusion composes its layers on it
     assert mask_iou(bands == 1, subject) > 0.95
     assert np.all(bands[TITLE[1] + 2 : TITLE[3] - 2, TITLE[0] + 2 : TITLE[2] - 2] == 2)
     # Bands of the rest only: the subject's plane is no band, its pixels take the nearest one.
