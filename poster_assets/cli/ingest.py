@@ -85,17 +85,27 @@ def ingest(folder: Path, sidecar: Path | None, recursive: bool, extract: bool) -
         )
     if extract:
         # Extracted posters belong in the indexes and marts too: the corpus follows the batch.
-        click.echo("materializing corpus-wide assets (indexes, dbt models) …")
-        if not runs.run_corpus(inst).success:
+        from poster_assets.extract.versions import current_versions
+        from poster_assets.models.hub import Models
+
+        current = current_versions(Models(store.models_dir))
+        if runs.refresh_corpus(inst, store, current, click.echo) is False:
             raise click.ClickException(
                 "the corpus-wide assets failed; see `poster-assets ui` for the run log"
             )
 
 
 @click.command()
-@click.option("--all", "every", is_flag=True, help="Re-run every batch (extractors skip up-to-date posters).")
+@click.option(
+    "--all",
+    "every",
+    is_flag=True,
+    help="Also run every batch with a poster left to do at the current model versions "
+    "(a batch complete at them is not run again).",
+)
 def run(every: bool) -> None:
-    """Materialize every batch that has missing assets, then the corpus-wide assets."""
+    """Materialize every batch that has missing assets, then the corpus-wide assets (indexes,
+    dbt models) that are behind what they read. Nothing is launched that would change nothing."""
     from poster_assets.cli import runs
 
     inst = runs.instance()

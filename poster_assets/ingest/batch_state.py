@@ -90,6 +90,16 @@ class BatchFacts:
         """(asset, poster) pairs once every extractor processed every ok poster."""
         return self.ok * len(EXTRACTORS)
 
+    def pending(self, asset: str) -> int:
+        """Ok posters with neither a value nor a failure of ``asset`` at the versions the facts
+        were read at: what a run of the extractor would process."""
+        return self.ok - self.extracted.get(asset, 0) - self.failed.get(asset, 0)
+
+    @property
+    def all_extracted(self) -> bool:
+        """No extractor has an ok poster left at the versions the facts were read at."""
+        return not any(self.pending(a) for a in EXTRACTORS)
+
 
 @dataclass(frozen=True)
 class RunFacts:
@@ -113,6 +123,12 @@ class BatchState:
     @property
     def batch(self) -> str:
         return self.facts.batch
+
+    @property
+    def up_to_date(self) -> bool:
+        """Complete, and no extractor has a poster left at the versions its facts were read at
+        (the current ones): a ``batch_job`` run would change nothing."""
+        return self.state == COMPLETE and self.facts.all_extracted
 
     @property
     def missing(self) -> tuple[str, ...]:

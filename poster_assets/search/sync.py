@@ -3,8 +3,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -119,6 +120,39 @@ def sync_index(store: Store, kind: str, version: str) -> IndexUpdate:
     if requested:
         (folder / REBUILD_REQUEST).unlink(missing_ok=True)
     return IndexUpdate(kind, version, "build", reason, len(ids), built, vectors)
+
+
+# Bump when what an index holds for the same vectors changes (the index spec, the neighbours).
+_INDEX_METHOD = f"faiss-index-v1+k{NEIGHBORS_K}"
+
+
+def vectors_version(store: Store, kinds: Mapping[str, str]) -> str:
+    """What the indexes and ``poster_neighbors`` are made from, as one string: per current kind
+    (``kinds``: kind -> version), the posters with a vector at that version and the vectors.
+    ``faiss_index`` stamps its materializations with it as their data version, so the CLI can
+    tell that no vector changed without opening an index."""
+    wanted = [f"{k}={v}" for k, v in kinds.items()]
+    rows = store.db.query(
+        "SELECT kind, model_version, count(*), sum(hash(poster_id, embedding)) FROM foreground_embeddings "
+        "WHERE list_contains(?, kind || '=' || model_version) GROUP BY ALL ORDER BY ALL",
+        [wanted],
+    )
+    text = "|".join([_INDEX_METHOD, *sorted(wanted), *(",".join(map(str, r)) for r in rows)])
+    return f"vectors:{hashlib.sha256(text.encode()).hexdigest()[:24]}"
+
+
+def neighbors_in_step(store: Store, updates: Sequence[IndexUpdate], k: int = NEIGHBORS_K) -> bool:
+    """Whether ``poster_neighbors`` holds what ``write_neighbors`` would write for ``updates``
+    whose indexes did not change: each index's posters with their top ``k``, and nothing else."""
+    expected = {
+        (u.kind, u.version): (u.count, u.count * min(k, u.count - 1))
+        for u in updates
+        if u.index is not None and u.count > 1
+    }
+    held = store.db.query(
+        "SELECT kind, model_version, count(DISTINCT poster_id), count(*) FROM poster_neighbors GROUP BY ALL"
+    )
+    return {(kind, version): (posters, rows) for kind, version, posters, rows in held} == expected
 
 
 def held_out_queries(vectors: np.ndarray, sample: int = RECALL_SAMPLE, seed: int = 0) -> np.ndarray:

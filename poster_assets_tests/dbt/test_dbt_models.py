@@ -17,7 +17,8 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 import pytest
-from dagster_dbt import DbtCliResource, DbtProject
+from dagster._core.definitions.data_version import DATA_VERSION_TAG
+from dagster_dbt import DbtProject
 
 from poster_assets.defs.dbt.assets import SQL_MODEL_CHECKS, prune_run_folders, sql_models
 from poster_assets.defs.dbt.project import (
@@ -27,6 +28,7 @@ from poster_assets.defs.dbt.project import (
     poster_dbt_project,
     run_target_dir,
 )
+from poster_assets.defs.dbt.resources import PosterDbtCli
 from poster_assets.defs.resources import ModelsResource, PosterStore
 from poster_assets.demo import generate_corpus
 from poster_assets_tests.extracted import extract_folder
@@ -61,7 +63,7 @@ def _build(store: PosterStore, instance) -> dg.ExecuteInProcessResult:
         selection=dg.AssetSelection.assets(sql_models) | SQL_MODEL_CHECKS,
         instance=instance,
         resources={
-            "dbt": DbtCliResource(project_dir=poster_dbt_project, dbt_executable=dbt_executable()),
+            "dbt": PosterDbtCli(project_dir=poster_dbt_project, dbt_executable=dbt_executable()),
             "store": store,
             "models": ModelsResource(models_dir=str(store.models_dir)),
         },
@@ -252,6 +254,62 @@ def test_broken_rows_fail_the_right_dbt_tests(sql_store: PosterStore, instance) 
     assert statuses["poster_annotations"] == "skipped"
     built = {m.asset_key.to_user_string() for m in result.asset_materializations_for_node("sql_models")}
     assert built == {"staging/stg_posters", "staging/stg_extractions"}
+    # A failed build stands for nothing: its models carry no dbt-inputs data version, so the
+    # next build runs dbt again even over the same inputs.
+    assert not [v for v in _made_from(result).values() if v and v.startswith("dbt-inputs")]
+    assert _dbt_results(_build(sql_store, instance), sql_store)
+
+
+def _made_from(result: dg.ExecuteInProcessResult) -> dict[dg.AssetKey, str | None]:
+    """Each model materialized by the run -> its data version."""
+    return {
+        m.asset_key: m.tags.get(DATA_VERSION_TAG)
+        for m in result.asset_materializations_for_node("sql_models")
+    }
+
+
+@pytest.mark.slow
+def test_a_build_over_unchanged_inputs_runs_no_dbt_and_keeps_the_models_current(
+    sql_store: PosterStore, instance
+) -> None:
+    first = _build(sql_store, instance)
+    assert first.success
+    built = _made_from(first)
+    (version,) = set(built.values())
+    assert set(built) == set(sql_models.keys) and version.startswith("dbt-inputs-v1:")
+    builds = set(run_target_dir(sql_store.home_path).glob("sql_models-*"))
+
+    # Nothing it reads changed: no dbt process, the same data version (downstream stays current),
+    # the row counts read now, and the dbt tests not run again (Dagster shows them skipped in
+    # this run; their last results stand).
+    again = _build(sql_store, instance)
+    assert again.success
+    assert set(run_target_dir(sql_store.home_path).glob("sql_models-*")) == builds
+    assert _made_from(again) == built
+    assert again.get_asset_check_evaluations() == []
+    counts = {
+        m.asset_key: m.metadata["dagster/row_count"].value
+        for m in first.asset_materializations_for_node("sql_models")
+    }
+    for m in again.asset_materializations_for_node("sql_models"):
+        assert m.metadata["dagster/row_count"].value == counts[m.asset_key] > 0
+        assert m.metadata["dbt_build"].value.startswith("skipped"), m.asset_key
+
+    # A sidecar title fixed in place: the same row count, yet a build, and the marts show it.
+    with sql_store.db.transaction() as conn:
+        conn.execute(
+            "UPDATE raw_posters SET title = 'FIXED TITLE' WHERE status = 'ok' AND file_name = "
+            "(SELECT min(file_name) FROM raw_posters WHERE status = 'ok')"
+        )
+    fixed = _build(sql_store, instance)
+    assert fixed.success
+    assert len(set(run_target_dir(sql_store.home_path).glob("sql_models-*")) - builds) == 1
+    assert set(_made_from(fixed).values()) - {version}
+    assert len(fixed.get_asset_check_evaluations()) == len(sql_models.check_keys)
+    titles = sql_store.db.query(
+        "SELECT count(*) FROM marts.poster_annotations WHERE sidecar_title = 'FIXED TITLE'"
+    )
+    assert titles == [(1,)]
 
 
 def _dbt_tests() -> dict[str, dict]:

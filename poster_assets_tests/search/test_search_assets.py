@@ -10,6 +10,7 @@ from pathlib import Path
 import dagster as dg
 import numpy as np
 import pytest
+from dagster._core.definitions.data_version import DATA_VERSION_TAG
 
 from poster_assets.defs.resources import PosterStore
 from poster_assets.demo import generate_corpus
@@ -22,7 +23,7 @@ from poster_assets.extract.versions import (
     kind_versions,
 )
 from poster_assets.search.index import PosterIndex, build_index, choose_index_spec
-from poster_assets.search.sync import index_dir, sync_index
+from poster_assets.search.sync import index_dir, sync_index, vectors_version
 from poster_assets.storage.readonly_sql import run_readonly
 from poster_assets_tests.search import _pipeline as P
 
@@ -173,6 +174,37 @@ def test_a_second_batch_is_added_without_rebuild_and_answers_like_a_rebuild(env,
     assert all(meta[f"{kind}_mode"] == "unchanged" for kind in EMBEDDING_KINDS)
 
 
+def test_the_indexes_carry_what_they_were_made_from_and_leave_the_neighbours_when_no_vector_changed(
+    env,
+) -> None:
+    store, instance = env
+    versions = _versions(store)
+    made_from = vectors_version(store, versions)
+    assert vectors_version(store, dict(reversed(versions.items()))) == made_from
+    neighbours = store.db.query("SELECT * FROM poster_neighbors ORDER BY ALL")
+
+    # The copied home's indexes and neighbours hold its vectors already.
+    result = P.materialize_index(store, instance)
+    (materialization,) = result.asset_materializations_for_node("faiss_index")
+    assert materialization.tags[DATA_VERSION_TAG] == made_from
+    meta = P.materialization(result, "faiss_index")
+    assert meta["neighbors"] == "unchanged" and meta["poster_neighbors_rows"] == len(neighbours) > 0
+    assert all(meta[f"{kind}_mode"] == "unchanged" for kind in versions)
+    assert store.db.query("SELECT * FROM poster_neighbors ORDER BY ALL") == neighbours
+
+    # A poster's vectors gone (as `batches abandon` leaves it): another data version, and
+    # indexes and neighbours without it.
+    gone = min(r[0] for r in neighbours)
+    with store.db.transaction() as conn:
+        conn.execute("DELETE FROM foreground_embeddings WHERE poster_id = ?", [gone])
+    result = P.materialize_index(store, instance)
+    (materialization,) = result.asset_materializations_for_node("faiss_index")
+    assert materialization.tags[DATA_VERSION_TAG] == vectors_version(store, versions) != made_from
+    meta = P.materialization(result, "faiss_index")
+    assert meta["neighbors"] == "rewritten" and all(meta[f"{kind}_count"] == N - 1 for kind in versions)
+    assert not store.db.query("SELECT 1 FROM poster_neighbors WHERE ? IN (poster_id, neighbor_id)", [gone])
+
+
 def test_a_corrupt_index_is_rebuilt_by_the_next_materialization(env) -> None:
     store, instance = env
     folder = index_dir(store, "foreground")
@@ -244,11 +276,19 @@ def test_a_garbage_meta_json_is_rebuilt_by_the_next_materialization(env) -> None
     assert PosterIndex.load(folder).count == N
 
 
-def _as_if_run_before(instance: dg.DagsterInstance, batches: list[str]) -> None:
+def _as_if_run_before(instance: dg.DagsterInstance, store: PosterStore, batches: list[str]) -> None:
     """Record every batch and corpus asset as materialized, parents first, as a finished
-    `poster-assets run` leaves the instance: nothing is missing or stale for Dagster."""
-    from poster_assets.cli import runs
+    `poster-assets run` leaves the instance: nothing is missing, and each corpus asset carries the
+    data version of what it was made from (the vectors, the dbt inputs), so nothing is behind."""
+    from dagster._core.definitions.data_version import DATA_VERSION_TAG
 
+    from poster_assets.cli import runs
+    from poster_assets.defs.dbt.inputs import inputs_version, load_manifest
+    from poster_assets.search.sync import vectors_version
+
+    current = current_versions(P.models_for(store.home_path))
+    made_from = {runs.FAISS_INDEX: vectors_version(store, current.kinds)}
+    dbt_inputs = inputs_version(store.db, current.by_asset(), load_manifest())
     defs = runs.definitions()
     batch_keys = defs.resolve_job_def("batch_job").asset_layer.executable_asset_keys
     corpus_keys = defs.resolve_job_def("corpus_job").asset_layer.executable_asset_keys
@@ -257,7 +297,8 @@ def _as_if_run_before(instance: dg.DagsterInstance, batches: list[str]) -> None:
             for batch in batches:
                 instance.report_runless_asset_event(dg.AssetMaterialization(key, partition=batch))
         elif key in corpus_keys:
-            instance.report_runless_asset_event(dg.AssetMaterialization(key))
+            stamp = {DATA_VERSION_TAG: made_from.get(key, dbt_inputs)}
+            instance.report_runless_asset_event(dg.AssetMaterialization(key, tags=stamp))
 
 
 def test_a_damaged_index_file_is_repaired_by_the_command_its_search_error_names(
@@ -274,7 +315,7 @@ def test_a_damaged_index_file_is_repaired_by_the_command_its_search_error_names(
     store = P.copy_home(tmp_path / "home")
     monkeypatch.setenv("POSTER_ASSETS_HOME", str(store.home_path))
     monkeypatch.setenv("DAGSTER_HOME", str(store.home_path / "dagster"))
-    _as_if_run_before(runs.instance(), P.register_batches(store, runs.instance()))
+    _as_if_run_before(runs.instance(), store, P.register_batches(store, runs.instance()))
     poster_id = store.db.query("SELECT min(poster_id) FROM raw_posters")[0][0]
 
     (data,) = index_dir(store, "foreground").glob("data-*")

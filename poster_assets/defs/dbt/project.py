@@ -14,34 +14,13 @@ before they load the definitions.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import sys
 from pathlib import Path
 
 from dagster_dbt import DbtProject
 
-from poster_assets import settings
-
-DBT_PROJECT_DIR = Path(__file__).resolve().parents[3] / "dbt"
-_PROJECT_FILES = ("dbt_project.yml", "profiles.yml", "models", "macros", "tests")
-_OWN_TARGET = Path("target")
-
-
-def _writable(folder: Path) -> bool:
-    """Whether this process may create files in ``folder``, or create it."""
-    while not folder.exists():
-        folder = folder.parent
-    return os.access(folder, os.W_OK | os.X_OK)
-
-
-def manifest_target(project_dir: Path = DBT_PROJECT_DIR, home: Path | None = None) -> Path:
-    """The target folder the manifest is prepared in and loaded from: the project's own
-    ``target`` (relative, as dbt has it) when writable, else a folder under the home."""
-    if _writable(project_dir / _OWN_TARGET):
-        return _OWN_TARGET
-    key = hashlib.sha256(str(project_dir.resolve()).encode()).hexdigest()[:12]
-    return (home or settings.home_dir()) / "dbt" / f"manifest-{key}"
+from poster_assets.defs.dbt.inputs import DBT_PROJECT_DIR, manifest_target, project_files
 
 
 def run_target_dir(home: Path) -> Path:
@@ -61,9 +40,7 @@ def manifest_is_stale(project: DbtProject) -> bool:
     if not path.exists():
         return True
     built = path.stat().st_mtime
-    roots = [Path(project.project_dir) / name for name in _PROJECT_FILES]
-    files = [f for root in roots for f in ([root] if root.is_file() else root.rglob("*"))]
-    return any(f.is_file() and f.stat().st_mtime > built for f in files)
+    return any(f.stat().st_mtime > built for f in project_files(Path(project.project_dir)))
 
 
 poster_dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR, target_path=manifest_target())

@@ -7,7 +7,14 @@ from poster_assets.defs.metadata import image_markdown, table, table_definition
 from poster_assets.defs.resources import DB_POOL, ModelsResource, PosterStore
 from poster_assets.extract.versions import current_versions
 from poster_assets.search.api import SearchHit, describe
-from poster_assets.search.sync import IndexUpdate, index_recall, sync_index, write_neighbors
+from poster_assets.search.sync import (
+    IndexUpdate,
+    index_recall,
+    neighbors_in_step,
+    sync_index,
+    vectors_version,
+    write_neighbors,
+)
 from poster_assets.vision.contact_sheet import contact_sheet
 
 # The preview: the newest posters as queries, each with its nearest neighbours in one kind's index.
@@ -34,10 +41,16 @@ def faiss_index(
     up to date by adding new posters; rebuilt when the model version changes or the saved
     index is missing or unreadable. Also rewrites the `poster_neighbors` table: each poster's
     10 most similar posters per kind. The preview shows the newest posters and their nearest
-    neighbours in the foreground index, with the cosine similarity under each."""
+    neighbours in the foreground index, with the cosine similarity under each.
+
+    The data version is what the indexes are made from (the vectors at the current versions),
+    so an update that changed no vector leaves the assets downstream current; then no index
+    is saved and `poster_neighbors` is left as it is."""
     updates, rows = [], []
     meta: dict = {}
-    for kind, version in current_versions(models).kinds.items():
+    kinds = current_versions(models).kinds
+    made_from = vectors_version(store, kinds)
+    for kind, version in kinds.items():
         update = sync_index(store, kind, version)
         updates.append(update)
         if update.mode == "build":
@@ -56,7 +69,10 @@ def faiss_index(
         if update.reason:
             meta[f"{kind}_reason"] = update.reason
         rows.append((kind, update.mode, update.count, update.added, index_type, recall, update.reason))
-    write_neighbors(store, updates)
+    unchanged = all(u.mode == "unchanged" for u in updates) and neighbors_in_step(store, updates)
+    if not unchanged:
+        write_neighbors(store, updates)
+    meta["neighbors"] = "unchanged" if unchanged else "rewritten"
     meta["indexes"] = table(["kind", "mode", "posters", "added", "type", "recall@10", "why rebuilt"], rows)
     meta["index_dir"] = dg.MetadataValue.path(str(store.indexes_dir))
     # The table as it now is (rewritten whole above).
@@ -65,7 +81,7 @@ def faiss_index(
     shown = next((u for u in updates if u.kind == _PREVIEW_KIND and u.index), None)
     if shown and (sheet := _neighbours_sheet(_neighbour_rows(store, shown))):
         meta = {"preview": image_markdown(sheet, f"nearest neighbours ({shown.kind})"), **meta}
-    return dg.MaterializeResult(metadata=meta)
+    return dg.MaterializeResult(metadata=meta, data_version=dg.DataVersion(made_from))
 
 
 def _neighbour_rows(store: PosterStore, update: IndexUpdate) -> list[list[SearchHit]]:
