@@ -7,7 +7,7 @@ N ?= 200
 UI_PORT ?= 3000
 SCREENSHOTS ?= $(CURDIR)/poster_data/ui-screenshots
 
-.PHONY: install demo ssl test test-fast ui ui-check lint docs clean-data
+.PHONY: install demo ssl quantize test test-fast ui ui-check lint docs clean-data
 
 # The venv is made once: re-making it over itself with another interpreter than the one it was
 # made with (another python3.11 on PATH) would break it; a changed pyproject only re-installs.
@@ -27,6 +27,13 @@ demo: $(STAMP)
 # Training takes minutes on 2 cores (a GPU is used when present), so it is its own step.
 ssl: $(STAMP)
 	$(BIN)/poster-assets train-encoder
+	$(BIN)/poster-assets run --all
+
+# INT8 networks are made and judged against float on the 200-poster demo once per machine
+# (about 12 minutes on 2 cores; only those whose gate holds are used), then the demo is
+# re-extracted with them.
+quantize: $(STAMP)
+	$(BIN)/poster-assets models quantize
 	$(BIN)/poster-assets run --all
 
 test: $(STAMP)
