@@ -126,7 +126,9 @@ def _table_digests(db: Database, tables: Iterable[str]) -> dict[str, list[str] |
     out: dict[str, list[str] | None] = {}
     if not db.path.exists():
         return dict.fromkeys(tables)
-    with db.connect(read_only=True) as conn:
+    # Not read-only: a writer of this process (the build's, a test's) may hold the file, and
+    # DuckDB refuses a second connection with another configuration in one process.
+    with db.connect() as conn:
         for table in tables:
             try:
                 rows, hashed = conn.execute(f'SELECT count(*), sum(hash(t)) FROM main."{table}" t').fetchone()
