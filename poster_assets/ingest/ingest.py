@@ -248,15 +248,20 @@ def ingest_batch(
     workers = workers or min(4, os.cpu_count() or 1)
     db.ensure_schema()
 
+    # A retried or refreshed batch: the files it has a row for are not read again, whatever
+    # became of them since (a source folder deleted after ingest would add a quarantined row).
+    in_batch = _batch_uris(db, manifest.batch)
+    todo = [e for e in manifest.files if db_text(e.path) not in in_batch]
+    summary.already_ingested = len(manifest.files) - len(todo)
     with ThreadPoolExecutor(workers) as pool:
-        hashes = list(pool.map(lambda e: _hash_file(e, max_file_bytes), manifest.files))
-    known = _existing(db, [db_text(e.path) for e in manifest.files])
+        hashes = list(pool.map(lambda e: _hash_file(e, max_file_bytes), todo))
+    known = _existing(db, [db_text(e.path) for e in todo])
     ok_ids = _ok_ids(db, [pid for pid, problem in hashes if problem is None])
 
     rows: list[dict[str, Any]] = []
     first_copy: dict[str, FileEntry] = {}  # content id -> the one file of those bytes that is decoded
     now = dt.datetime.now(dt.UTC)
-    for entry, (poster_id, problem) in zip(manifest.files, hashes, strict=True):
+    for entry, (poster_id, problem) in zip(todo, hashes, strict=True):
         uri = db_text(entry.path)
         if (poster_id, uri) in known:
             summary.already_ingested += 1
@@ -319,6 +324,10 @@ def ingest_batch(
         if row["sidecar_error"]:
             summary.sidecar_problems.append((row["file_name"], row["sidecar_error"]))
     return summary
+
+
+def _batch_uris(db: Database, batch: str) -> set[str]:
+    return {r[0] for r in db.query("SELECT source_uri FROM raw_posters WHERE batch = ?", [batch])}
 
 
 def _existing(db: Database, paths: list[str]) -> set[tuple[str, str]]:

@@ -49,6 +49,21 @@ def test_reingest_adds_no_rows(tmp_path: Path, store: PosterStore) -> None:
     assert before == after
 
 
+def test_a_batch_run_again_after_its_files_went_away_adds_no_row(tmp_path: Path, store: PosterStore) -> None:
+    write_bad_inputs(tmp_path / "in")
+    first = _ingest(store, tmp_path / "in")
+    before = store.db.query("SELECT * EXCLUDE (ingested_at) FROM raw_posters ORDER BY ALL")
+    # The source folder is deleted, or a file edited, after ingest (the blobs keep its bytes):
+    # a refresh of the batch neither reads them again nor adds a row for them.
+    (tmp_path / "in" / "good poster.jpg").write_bytes(b"edited later")
+    for path in (tmp_path / "in").iterdir():
+        if path.name != "good poster.jpg" and path.is_file() and not path.is_symlink():
+            path.unlink()
+    summary = ingest_batch(store.db, store.blobs, first)
+    assert summary.new_rows == 0 and summary.already_ingested == len(first.files)
+    assert store.db.query("SELECT * EXCLUDE (ingested_at) FROM raw_posters ORDER BY ALL") == before
+
+
 def test_same_bytes_in_a_later_batch_is_a_duplicate(tmp_path: Path, store: PosterStore) -> None:
     write_bad_inputs(tmp_path / "a")
     _ingest(store, tmp_path / "a")
