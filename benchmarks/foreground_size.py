@@ -2,7 +2,7 @@
 
     POSTER_ASSETS_HOME=/tmp/fg-bench .venv/bin/python benchmarks/foreground_size.py \\
         [--n 24] [--seed 0] [--sizes 768,640,512,448,384] [--model isnet-general-medium] \\
-        [--flip] [--largest] [--inpaint-text] [--breakdown] [--worst K]
+        [--flip] [--largest] [--inpaint-text [--inpaint-px 256]] [--breakdown] [--worst K]
 
 Runs in a scratch home (``POSTER_ASSETS_HOME``; ``./poster_data`` is refused): pulls the model
 there when it is missing (AGPL-3.0 weights, see the README's Models section; a copy of the
@@ -10,10 +10,13 @@ pulled ``.onnx`` placed in that home's ``models/`` folder is used as it is), the
 size, registers a version of the model at that size in that home's ``models/manifest.json``
 (the way a user changes the size; the manifest is put back as it was afterwards) and runs the
 foreground extractor (``ForegroundSegmenter``) over the first ``--n`` posters of the demo
-corpus. A size is ``640`` (square) or ``HxW`` (``960x640``: the 2:3 portrait shape of the demo
-posters, which a square input squashes by 1.5); both sides multiples of 64 (IS-Net refuses
-672x448: its skip connections no longer align). 1024 is the network as shipped; other sizes use
-the graph with its ``Resize`` nodes rewritten to scale factors. The classical fallback runs too
+corpus (``--corpus``: an existing one, e.g. the 200 posters ``poster-assets demo`` wrote, which
+is only read; by default one generated in the home with ``--seed``).
+
+A size is ``640`` (square) or ``HxW`` (``960x640``: the 2:3 portrait shape of the demo posters,
+which a square input squashes by 1.5); both sides multiples of 64 (IS-Net refuses 672x448: its
+skip connections no longer align). 1024 is the network as shipped; other sizes use the graph
+with its ``Resize`` nodes rewritten to scale factors. The classical fallback runs too
 (``--no-fallback`` skips it).
 
 Variants of each size, from the same network (each its own row):
@@ -25,8 +28,8 @@ Variants of each size, from the same network (each its own row):
   text, which is another); the post-processing time is added to the inference time.
 - ``+inp`` (``--inpaint-text``): the network sees the poster with its text lines filled in
   (OpenCV inpainting of the boxes that the project's OCR, ``OcrEngine``, finds; run once
-  before the sizes, its time shown apart, since the ``ocr_text`` asset computes it anyway);
-  the inpainting is in the row's time.
+  before the sizes, its time shown apart, since the ``ocr_text`` asset computes it anyway),
+  at the run size's long side or ``--inpaint-px``; the inpainting is in the row's time.
 
 Prints one row per size and variant: mean foreground IoU against the ground truth (scored as
 ``poster-assets evaluate`` does: the stored 8-bit probability >= MASK_THRESHOLD against the
@@ -34,7 +37,8 @@ true mask), seconds per poster (wall time of one ``predict_batch`` over all post
 ``foreground_masks`` asset calls it, after a warm-up; compiling excluded and shown apart), both
 as ratios to the 1024 baseline, and the mean per-poster IoU difference to 1024 with its
 standard error (per-poster IoUs spread widely, so a difference smaller than about two standard
-errors is no difference). Timings are only comparable within one run on a quiet machine.
+errors is no difference). Timings are only comparable within one run on a quiet machine (on a
+shared one the same size can take twice as long from one minute to the next).
 
 ``--breakdown`` adds, per row, the mean IoU by what the demo generator drew as the subject
 (the ground truth's ``subject``: a photo cut out through a shape, or the horse silhouette) and
@@ -150,6 +154,7 @@ def _measure(
     flip: bool = False,
     largest: bool = False,
     text_boxes: list[list[list[int]]] | None = None,
+    inpaint_px: int | None = None,
 ) -> list[Row]:
     seg.predict_batch(images[:1])  # warm-up: first inference allocates
     t0 = time.perf_counter()
@@ -168,7 +173,7 @@ def _measure(
                 )
             )
     if text_boxes is not None:
-        work = max(seg.spec.input.size or (1024, 1024))
+        work = inpaint_px or max(seg.spec.input.size or (1024, 1024))
         t0 = time.perf_counter()
         cleaned = [inpaint_text(im, boxes, work) for im, boxes in zip(images, text_boxes, strict=True)]
         probs = seg.predict_batch(cleaned)
@@ -268,7 +273,12 @@ def main() -> None:
         help="besides 1024, the baseline: 640 (square) or 960x640 (HxW)",
     )
     parser.add_argument("--model", default="isnet-general-medium")
-    parser.add_argument("--corpus", type=Path, default=None, help="default: <home>/fg_bench_corpus")
+    parser.add_argument(
+        "--corpus",
+        type=Path,
+        default=None,
+        help="default: <home>/fg_bench_corpus_seed<seed>_n<n>, generated when missing",
+    )
     parser.add_argument("--no-fallback", action="store_true", help="skip the classical fallback")
     parser.add_argument("--no-baseline", action="store_true", help="skip 1024 (no ratios printed)")
     parser.add_argument("--flip", action="store_true", help="also each size with test-time flip averaging")
@@ -276,12 +286,18 @@ def main() -> None:
     parser.add_argument(
         "--inpaint-text", action="store_true", help="also each size with the OCR text inpainted first"
     )
+    parser.add_argument(
+        "--inpaint-px",
+        type=int,
+        default=None,
+        help="long side the text is inpainted at (default: the run size's)",
+    )
     parser.add_argument("--breakdown", action="store_true", help="IoU by subject kind and cut-out shape")
     parser.add_argument("--worst", type=int, default=0, metavar="K", help="list each row's K worst posters")
     args = parser.parse_args()
-    if settings.HOME_ENV not in os.environ:
-        sys.exit("set POSTER_ASSETS_HOME to a scratch folder: this benchmark edits its models/manifest.json")
     home = settings.home_dir()
+    if settings.HOME_ENV not in os.environ or home == Path(settings.DEFAULT_HOME).resolve():
+        sys.exit("set POSTER_ASSETS_HOME to a scratch folder: this benchmark edits its models/manifest.json")
     models_dir = settings.models_dir(home)
     models_dir.mkdir(parents=True, exist_ok=True)
     sizes = {parse_size(s) for s in args.sizes.split(",") if s.strip()}
@@ -314,7 +330,15 @@ def main() -> None:
             seg = _at_size(models_dir, base, size, original)
             compile_s = time.perf_counter() - t0
             rows += _measure(
-                _label(size), seg, images, truths, compile_s, args.flip, args.largest, text_boxes
+                _label(size),
+                seg,
+                images,
+                truths,
+                compile_s,
+                args.flip,
+                args.largest,
+                text_boxes,
+                args.inpaint_px,
             )
             print(f"  measured {_label(size)}: {seg.version}", file=sys.stderr)
     finally:

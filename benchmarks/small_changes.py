@@ -3,7 +3,7 @@ refresh (`poster-assets run --all` with nothing new: no run should start, no mod
 2 new posters becoming searchable and in the marts (`poster-assets ingest FOLDER --extract`),
 split by phase, and the same with the code of a git ref (the baseline) on another copy.
 
-    .venv/bin/python benchmarks/small_changes.py --home poster_data [--new 2] [--baseline HEAD|none] [--keep]
+    .venv/bin/python benchmarks/small_changes.py --home poster_data [--new 2] [--baseline REF|none] [--keep]
     .venv/bin/python benchmarks/small_changes.py                    # builds a 200-poster demo home first
 
 The home given is copied to a scratch folder under /tmp (never changed). Each variant then runs,
@@ -140,11 +140,11 @@ def _found(home: Path, folder: Path) -> tuple[int, int]:
 
 
 def _checkout(ref: str, dest: Path) -> Path:
-    """The package and dbt project at ``ref``, unpacked with ``git archive`` (the work tree is
-    not touched)."""
+    """The package, its dbt project and the files Dagster loads it with at ``ref``, unpacked with
+    ``git archive`` (the work tree is not touched)."""
     dest.mkdir(parents=True)
     archive = subprocess.run(
-        ["git", "archive", ref, "poster_assets", "dbt", "workspace.yaml"],
+        ["git", "archive", ref, "poster_assets", "dbt", "workspace.yaml", "pyproject.toml"],
         cwd=ROOT,
         capture_output=True,
         check=True,

@@ -15,15 +15,18 @@ batches: a pool of engines, one OpenVINO stream each with a share of the cores, 
 threads at once (OpenVINO releases the GIL while it infers), like the THROUGHPUT hint's streams.
 
 Start-up: rapidocr's own OpenVINO session builds a ``Core`` per network and compiles it afresh
-(about a second each, five for ``read_many``'s pool); here its networks are compiled through
-``models.runtime`` instead (``CompiledSession``), so the compile cache in the models folder
-lets the next process load them in milliseconds.
+(nine compiles with ``read_many``'s pool); here the networks compile through ``models.runtime``
+(``CompiledSession``), once per network for the whole pool, and the compile cache in the models
+folder serves the next process: 0.4-0.6x of rapidocr's start-up (its own import, which parses
+its YAML configs, stays 1-3 s on 2 busy cores).
 
-Recognition: rapidocr pads every line of a batch to the batch's widest line, and the recogniser's
-cost grows with the padded width (about linearly; a fixed cost per inference is small on the
-CPU), so the lines go in width buckets (``width_buckets``): half the recogniser's input on the
-demo posters, and titles read better (padding made it drop spaces). It changes values, so it is
-in the version (``+rec-buckets-v1``). The detector's input size is an option (``det_side``).
+Recognition: rapidocr pads every line of a poster to its widest line in one batch, but the
+recogniser's cost grows with the padded width, and on OpenVINO's CPU plugin the first inference
+of each new input shape costs ~100 ms more than the next ones. So a wide line is recognised
+alone, padded only up to a step of 192 px, and narrow lines together at the minimum width
+(``rec_batches``): half the padded input, a few dozen shapes that recur from poster to poster,
+and titles read better (padding to the widest line made the recogniser drop spaces). It changes
+values, so it is in the version (``+rec-192px-v1``). The detector's size is an option (``det_side``).
 
 Precision: the networks compile at the CPU plugin's default (bf16 where the CPU has it, f32
 elsewhere), and the detector and recogniser run as INT8 networks where their gates
@@ -34,6 +37,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import math
 import os
 import queue
 import threading
@@ -57,15 +61,19 @@ from poster_assets.settings import openvino_cache_dir
 from poster_assets.storage.files import atomic_write_text
 
 OCR_MODELS = ("ppocr-det", "ppocr-cls", "ppocr-rec")
-# Most lines in one recognition batch (``width_buckets``).
+# Recognition batches (``rec_batches``): at most this many narrow lines in one; a wide line padded
+# up to a multiple of this width (a multiple of the 48 px line height, so rapidocr's width
+# arithmetic is exact).
 _REC_BATCH = 16
-# The fixed cost of one recognition inference, in padded line widths of one line height: on
-# 2 cores a 48x320 line takes ~38 ms and a batch costs about the sum of its padded lines, so a
-# new bucket pays as soon as it saves a little padding.
-_REC_INFER_COST = 0.5
+_REC_WIDTH_STEP = 192
+# Input shapes whose prepared kernels and buffers a compiled network keeps (OpenVINO's CPU
+# runtime cache; 5000 by default, and OCR's memory grew with every new shape: 2.5 GB after 48
+# demo posters when each poster's padded batch was a new shape). The detector meets one shape
+# per poster size and the recogniser a few dozen (``rec_batches``); 64 keeps the recent ones.
+_SHAPES_KEPT = 64
 # How lines are batched for recognition (padding changes the recogniser's output a little) and
 # the post-processing of the recognised text: part of ``OcrEngine.version``, they change values.
-_REC_VERSION = "rec-buckets-v1"
+_REC_VERSION = "rec-192px-v1"
 _POST_VERSION = "nfkc+spaces-v1"
 # The detector's short side: rapidocr scales smaller posters up to it (larger ones run at their
 # own size). 736, rapidocr's, stays the default: on the 200 demo posters with IS-Net, 640 or 544
@@ -468,9 +476,10 @@ def _compile(networks: _Networks, streams: int | None = None, threads: int = 1) 
     import rapidocr.main  # noqa: F401
 
     _init_tensor_bindings()
-    hint, properties = "LATENCY", {}
+    hint, properties = "LATENCY", {"CPU_RUNTIME_CACHE_CAPACITY": _SHAPES_KEPT}
     if streams is not None:
-        hint, properties = "THROUGHPUT", {"NUM_STREAMS": streams, "INFERENCE_NUM_THREADS": streams * threads}
+        hint = "THROUGHPUT"
+        properties |= {"NUM_STREAMS": streams, "INFERENCE_NUM_THREADS": streams * threads}
     return {
         path: runtime.compile_model(path, hint=hint, cache_dir=networks.cache_dir, **properties)
         for path in networks.paths
@@ -499,8 +508,7 @@ def _build_rapidocr(networks: _Networks, compiled: Mapping[str, Any], det_side: 
         "Det.model_path": det,
         "Cls.model_path": cls,
         "Rec.model_path": rec,
-        # ``width_buckets`` makes the batches; each is one inference.
-        "Rec.rec_batch_num": _REC_BATCH,
+        "Rec.rec_batch_num": _REC_BATCH,  # unused: ``_recognize`` makes the batches
         # Per-character CTC positions for ``insert_word_gaps`` (rapidocr's word boxes are skipped).
         "Global.return_word_box": True,
         "Det.limit_side_len": det_side,
@@ -631,48 +639,38 @@ def _ocr_steps(rapid: Any, img: np.ndarray, op_record: dict[str, Any]) -> tuple[
 
 
 def _recognize(rapid: Any, lines: list[np.ndarray]) -> Any:
-    """rapidocr's recogniser over ``lines``, one inference per ``width_buckets`` bucket; the
-    output in the order of ``lines``, as rapidocr gives it."""
-    from rapidocr.ch_ppocr_rec import TextRecInput, TextRecOutput
+    """rapidocr's recogniser (its resizing, network and CTC decoding) over ``lines`` in
+    ``rec_batches``; the output in the order of ``lines``, as rapidocr gives it."""
+    from rapidocr.ch_ppocr_rec import TextRecOutput
 
     rec = rapid._load_rec_model()
-    _, height, width = rec.rec_image_shape
-    buckets = width_buckets([line.shape[1] / line.shape[0] for line in lines], width / height)
+    _, height, min_width = rec.rec_image_shape
+    ratios = [line.shape[1] / line.shape[0] for line in lines]
     txts, scores, words = [""] * len(lines), [0.0] * len(lines), [None] * len(lines)
-    out = None
-    for bucket in buckets:
-        out = rec(TextRecInput(img=[lines[i] for i in bucket], return_word_box=rapid.return_word_box))
-        for k, i in enumerate(bucket):
-            txts[i], scores[i], words[i] = out.txts[k], out.scores[k], out.word_results[k]
-    return TextRecOutput(
-        imgs=lines,
-        txts=tuple(txts),
-        scores=tuple(scores),
-        word_results=tuple(words),
-        viser=out.viser if out is not None else None,
-    )
+    for batch, width in rec_batches([math.ceil(height * r) for r in ratios], min_width):
+        padded = width / height  # rapidocr's "max_wh_ratio": every line of the batch is padded to it
+        x = np.stack([rec.resize_norm_img(lines[i], padded) for i in batch])  # float32
+        found, word_info = rec.postprocess_op(
+            rec.session(x),
+            rapid.return_word_box,
+            wh_ratio_list=[ratios[i] for i in batch],
+            max_wh_ratio=padded,
+        )
+        for k, i in enumerate(batch):
+            (txts[i], scores[i]), words[i] = found[k], word_info[k] if rapid.return_word_box else None
+    return TextRecOutput(imgs=lines, txts=tuple(txts), scores=tuple(scores), word_results=tuple(words))
 
 
-def width_buckets(
-    ratios: Sequence[float], min_ratio: float, infer_cost: float = _REC_INFER_COST, most: int = _REC_BATCH
-) -> list[list[int]]:
-    """Indices of the lines (width / height ``ratios``) grouped into recognition batches of at
-    most ``most``: runs of the lines sorted by width, chosen to minimise the padded width
-    recognised (every line of a batch is padded to its widest, and to ``min_ratio`` at least)
-    plus ``infer_cost`` per batch. Exact, by dynamic programming over the sorted widths."""
-    order = sorted(range(len(ratios)), key=lambda i: ratios[i])
-    widths = [max(float(ratios[i]), min_ratio) for i in order]
-    best, start = [0.0] + [np.inf] * len(order), [0] * (len(order) + 1)
-    for end in range(1, len(order) + 1):
-        for first in range(max(0, end - most), end):
-            cost = best[first] + infer_cost + (end - first) * widths[end - 1]
-            if cost < best[end]:
-                best[end], start[end] = cost, first
-    buckets, end = [], len(order)
-    while end > 0:
-        buckets.append(order[start[end] : end])
-        end = start[end]
-    return buckets[::-1]
+def rec_batches(
+    widths: Sequence[int], min_width: int, most: int = _REC_BATCH, step: int = _REC_WIDTH_STEP
+) -> list[tuple[list[int], int]]:
+    """Recognition batches for lines ``widths`` px wide at the recogniser's height: (line indices,
+    the width they are padded to). Lines no wider than ``min_width`` (the least any line is padded
+    to) share batches of at most ``most``; each wider line goes alone, padded up to the next
+    multiple of ``step``. Input shapes recur from poster to poster, so OpenVINO prepares each once."""
+    narrow = [i for i, w in enumerate(widths) if w <= min_width]
+    batches = [(narrow[k : k + most], min_width) for k in range(0, len(narrow), most)]
+    return batches + [([i], -(-w // step) * step) for i, w in enumerate(widths) if w > min_width]
 
 
 # --- profiling (benchmarks) ---------------------------------------------------------------------

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import itertools
 import json
 import re
 import subprocess
@@ -25,7 +24,7 @@ from poster_assets.models.ocr import (
     pool_shape,
     profile_inference,
     reading_order,
-    width_buckets,
+    rec_batches,
 )
 from poster_assets.models.registry import get_spec
 
@@ -152,7 +151,9 @@ def test_keeps_spaces_in_a_generated_poster_title(
     # In its own width bucket the recogniser keeps these spaces itself ...
     assert title(raw.read(rgb)) == gt.title_lines
     # ... padded to the widest line it drops one, and the pass is what restores it.
-    monkeypatch.setattr(ocr, "width_buckets", lambda ratios, *_: [list(range(len(ratios)))])
+    monkeypatch.setattr(
+        ocr, "rec_batches", lambda widths, least: [(list(range(len(widths))), max(least, *widths))]
+    )
     assert title(raw.read(rgb)) != gt.title_lines
     assert title(engine.read(rgb)) == gt.title_lines
 
@@ -211,54 +212,39 @@ def test_pool_shape_splits_the_cores() -> None:
     assert engines * threads <= 64 and threads >= 4
 
 
-def test_width_buckets_pad_least() -> None:
-    """Lines go in runs of the width order; a run costs its widest line per line (at least the
-    recogniser's minimum width) plus a fixed cost: narrow lines share, wide ones stand apart."""
-    ratios = [30.0, 2.0, 9.0, 3.0, 9.2, 5.5]
-    buckets = width_buckets(ratios, min_ratio=6.67, infer_cost=0.5)
-    assert buckets == [[1, 3, 5], [2, 4], [0]]
-    # At a prohibitive cost per inference: one batch, rapidocr's padding to the widest line.
-    assert width_buckets(ratios, min_ratio=6.67, infer_cost=1e9) == [[1, 3, 5, 2, 4, 0]]
-    assert width_buckets([], 6.67) == []
-    many = width_buckets([8.0] * 20, 6.67, most=16)
-    assert len(many) == 2 and max(len(b) for b in many) <= 16
-
-
-def _padded_cost(ratios: list[float], runs: list[list[int]], cost: float) -> float:
-    return sum(cost + len(r) * max(max(ratios[i] for i in r), 6.67) for r in runs)
-
-
-def _cheapest_runs(ratios: list[float], cost: float, most: int) -> float:
-    """Brute force: every split of the width order into runs of at most ``most``."""
-    order = sorted(range(len(ratios)), key=lambda i: ratios[i])
-    costs = []
-    for k in range(len(order)):
-        for cuts in itertools.combinations(range(1, len(order)), k):
-            bounds = list(itertools.pairwise((0, *cuts, len(order))))
-            if all(b - a <= most for a, b in bounds):
-                costs.append(_padded_cost(ratios, [order[a:b] for a, b in bounds], cost))
-    return min(costs)
-
-
-def test_width_buckets_are_the_cheapest_runs() -> None:
+def test_rec_batches_pad_wide_lines_to_few_widths() -> None:
+    """Narrow lines (padded to the minimum width anyway) share batches; a wide line goes alone,
+    padded up to a step of 192 px: few input shapes, each line padded by less than a step."""
+    widths = [1700, 90, 400, 320, 385, 250, 2000]
+    assert rec_batches(widths, min_width=320) == [
+        ([1, 3, 5], 320),
+        ([0], 1728),
+        ([2], 576),
+        ([4], 576),
+        ([6], 2112),
+    ]
+    assert rec_batches([], 320) == []
+    many = rec_batches([100] * 20, 320, most=16)
+    assert [(len(b), w) for b, w in many] == [(16, 320), (4, 320)]
     rng = np.random.default_rng(0)
-    for _ in range(30):
-        ratios = [float(r) for r in rng.uniform(1, 40, int(rng.integers(1, 8)))]
-        buckets = width_buckets(ratios, 6.67, infer_cost=2.0, most=3)
-        assert all(len(b) <= 3 for b in buckets)
-        assert _padded_cost(ratios, buckets, 2.0) == pytest.approx(_cheapest_runs(ratios, 2.0, 3))
+    widths = [int(w) for w in rng.integers(20, 2200, 500)]
+    shapes = {(len(b), w) for b, w in rec_batches(widths, 320)}
+    assert len(shapes) <= 16 + 2200 // 192 + 1
+    for batch, width in rec_batches(widths, 320):
+        assert all(widths[i] <= width < max(widths[i], 320) + 192 for i in batch)
 
 
-def test_recognition_runs_one_inference_per_bucket(engine: OcrEngine) -> None:
+def test_recognition_runs_one_inference_per_batch(engine: OcrEngine) -> None:
     """A poster's lines of very different widths are recognised in several inferences, none
     padded beyond its own bucket's widest line; what they read is what ``read`` returns."""
     with profile_inference() as profile:
         items = engine.read(_poster())
     rec = {shape: calls for (name, shape), (calls, _) in profile.calls.items() if name == "ppocr-rec"}
     assert [i.text for i in items] == [TITLE, "ANNA LEE", "BO PARK"]
-    # The title (~11 line heights wide) alone; the short lines together at the minimum width.
+    # The title (~11 line heights wide) alone, padded to a step of 192 px; the short lines
+    # together at the minimum width.
     (narrow, wide) = sorted(rec, key=lambda shape: shape[3])
-    assert narrow[0] >= 2 and narrow[3] == 320 and wide[0] == 1 and wide[3] > 320, rec
+    assert narrow[0] >= 2 and narrow[3] == 320 and wide[0] == 1 and wide[3] % 192 == 0, rec
     assert profile.seconds("ppocr-det") > 0 and profile.seconds("ppocr-cls") > 0
 
 
@@ -303,7 +289,7 @@ def test_another_detector_size_is_an_option_named_in_the_version(
     monkeypatch.setenv(ocr.DET_SIDE_ENV, "640")
     smaller = OcrEngine()
     assert smaller.det_side == 640 and smaller._rapid is not engine._rapid
-    assert smaller.version == engine.version.replace("+rec-buckets-v1", "+rec-buckets-v1+det640")
+    assert smaller.version == engine.version.replace("+rec-192px-v1", "+rec-192px-v1+det640")
     assert ocr_version() == smaller.version
     with profile_inference() as profile:
         smaller.read(_poster())
