@@ -3,11 +3,18 @@
 Every module under ``defs/`` is loaded as Dagster's own ``load_from_defs_folder`` does it: the
 assets, checks, jobs, schedules and sensors it defines at top level, and the ``Definitions`` of
 its ``@dg.definitions`` functions (shared resources, lists built in a loop). On top, what the UI
-shows for every asset: its owner, a link to its code, and for the corpus-wide assets how fresh
-they should be.
+shows for every asset: its owner and a link to its code.
+
+The corpus-wide assets (indexes, dbt models) have no freshness policy on purpose. Dagster's
+policies (``FreshnessPolicy.time_window`` / ``.cron``) measure time since the last
+materialization, but these assets are materialized only when what they read changed (a refresh
+with nothing new skips them), so a quiet day would mark current assets late. Whether they are
+behind depends on their inputs, not on the clock: each records the data version of what it read,
+their eager automation condition rebuilds them after an upstream update (with the corpus
+automation sensor on), and ``poster-assets run`` compares that data version with what they would
+read now and rebuilds exactly the ones behind (``cli.runs.corpus_behind``).
 """
 
-import datetime as dt
 import os
 import warnings
 from pathlib import Path
@@ -15,24 +22,13 @@ from pathlib import Path
 import dagster as dg
 from dagster._record import replace
 
-from poster_assets.defs.jobs import CORPUS_GROUPS
-
 # Who answers for the data: the UI filters and shows assets by owner. A team installing the
 # platform sets its own (an email or ``team:name``).
 OWNERS = os.environ.get("POSTER_ASSETS_OWNERS", "team:poster-assets").split(",")
 
-# The indexes and marts follow every batch (the corpus automation sensor) and the nightly
-# refresh, so a day and a bit without an update means the automation is off or failing.
-CORPUS_FRESHNESS = dg.FreshnessPolicy.time_window(
-    warn_window=dt.timedelta(hours=26), fail_window=dt.timedelta(hours=50)
-)
-
 
 def _presented(spec: dg.AssetSpec) -> dg.AssetSpec:
-    spec = spec.replace_attributes(owners=spec.owners or OWNERS)
-    if spec.group_name in CORPUS_GROUPS and spec.freshness_policy is None:
-        spec = spec.replace_attributes(freshness_policy=CORPUS_FRESHNESS)
-    return spec
+    return spec.replace_attributes(owners=spec.owners or OWNERS)
 
 
 def _load() -> dg.Definitions:

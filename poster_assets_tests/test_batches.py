@@ -50,6 +50,7 @@ TABLES = (
     "layer_masks",
     "foreground_embeddings",
     "poster_neighbors",
+    "layer_scores",
 )
 BLOB_COLUMNS = {
     "raw_posters": ("original_path", "thumbnail_path"),

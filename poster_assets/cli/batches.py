@@ -1,7 +1,7 @@
 """``poster-assets batches``: see, retry and abandon ingest batches (the Dagster partitions).
 
 A batch's state comes from what exists (``ingest.batch_state``: its manifest, its rows, its
-extraction records) and from Dagster (``runs.batch_states``: its latest run, which assets are
+extraction records) and from Dagster (``defs.batch_runs.batch_states``: its latest run, which assets are
 materialized for it). Dagster is imported inside the commands, so ``--help`` stays quick.
 """
 
@@ -83,9 +83,10 @@ def batches_list(only: tuple[str, ...], fmt: str) -> None:
     leftovers of interrupted writes untouched for over an hour.
     """
     from poster_assets.cli import runs
+    from poster_assets.defs import batch_runs
 
     inst = runs.instance()
-    states = [s for s in runs.batch_states(inst, Store.at()) if not only or s.state in only]
+    states = [s for s in batch_runs.batch_states(inst, Store.at()) if not only or s.state in only]
     if fmt == "json":
         click.echo(_json(states))
         return
@@ -109,9 +110,9 @@ def _json(states: list[BatchState]) -> str:
 
 
 def _states(inst: dg.DagsterInstance, store: Store, names: list[str]) -> dict[str, BatchState]:
-    from poster_assets.cli import runs
+    from poster_assets.defs import batch_runs
 
-    return {s.batch: s for s in runs.batch_states(inst, store, names)}
+    return {s.batch: s for s in batch_runs.batch_states(inst, store, names)}
 
 
 def _known(s: BatchState) -> bool:
@@ -135,6 +136,7 @@ def retry(names: tuple[str, ...], every_failed: bool, raw_only: bool) -> None:
     date. Exit status 1 when a run failed.
     """
     from poster_assets.cli import runs
+    from poster_assets.defs import batch_runs
 
     if not names and not every_failed:
         raise click.UsageError("name a BATCH (see `poster-assets batches list`) or pass --failed")
@@ -143,7 +145,9 @@ def retry(names: tuple[str, ...], every_failed: bool, raw_only: bool) -> None:
     targets = list(dict.fromkeys(names))
     if every_failed:
         targets += [
-            s.batch for s in runs.batch_states(inst, store) if s.state == FAILED and s.batch not in targets
+            s.batch
+            for s in batch_runs.batch_states(inst, store)
+            if s.state == FAILED and s.batch not in targets
         ]
         if not targets:
             click.echo("no failed batch")
@@ -249,12 +253,12 @@ def explain_known_folder(
     """For ``ingest`` when no file of ``folder`` is new: say which batches hold its files and
     what is left to do in each; return the batches that leave undone what was asked (planned
     or failed ones, and ingested ones when ``extract``)."""
-    from poster_assets.cli import runs
+    from poster_assets.defs import batch_runs
     from poster_assets.ingest.batch_state import batches_holding
     from poster_assets.ingest.batches import scan_folder
 
     holding = batches_holding(store.batches_dir, scan_folder(folder, recursive=recursive))
-    states = runs.batch_states(inst, store, list(holding)) if holding else []
+    states = batch_runs.batch_states(inst, store, list(holding)) if holding else []
     undone = []
     for s in states:
         n = holding[s.batch]

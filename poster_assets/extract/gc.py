@@ -90,6 +90,8 @@ def collect_garbage(
             conn.execute(
                 "DELETE FROM extractions WHERE asset = ? AND model_version <> ?", [asset, versions[asset]]
             )
+        # Scores are a cache of what they were computed from, so they are not counted as data.
+        conn.execute("DELETE FROM layer_scores WHERE layers_version <> ?", [current.layers])
     # Files go after the commit: a crash in between leaves orphan files, never rows without files.
     for p in paths:
         blobs.abspath(p).unlink(missing_ok=True)

@@ -22,6 +22,7 @@ import numpy as np
 from poster_assets.ingest.decode import decode_image
 from poster_assets.storage.blobs import BlobStore
 from poster_assets.storage.database import Database
+from poster_assets.storage.schema import DERIVED_TABLES
 
 log = logging.getLogger(__name__)
 
@@ -193,6 +194,8 @@ def _write_outcomes(
         # A poster that failed before at this version may have left nothing; one that is being
         # redone must not keep stale detail rows beside the new ones (fewer OCR lines now).
         conn.execute(f"DELETE FROM {table} WHERE model_version = ? AND poster_id IN ?", [version, ids])
+        for derived in DERIVED_TABLES.get(table, ()):
+            conn.execute(f"DELETE FROM {derived} WHERE poster_id IN ?", [ids])
         if not rows:
             continue
         # Rows need not carry the asset's version (each embedding kind has its own), so the

@@ -56,6 +56,7 @@ POSTER_TABLES: dict[str, tuple[str, ...]] = {
         "layer_masks",
         "foreground_embeddings",
         "poster_neighbors",
+        "layer_scores",
     )
 }
 RAW_PATH_COLUMNS = BLOB_PATH_COLUMNS["raw_posters"]
@@ -351,7 +352,15 @@ def _plan(conn, blobs: BlobStore, batches_dir: Path, batch: str) -> AbandonPlan:
     if n:
         plan.rows["raw_posters"] = n
     gone = _paths(conn, "raw_posters", RAW_PATH_COLUMNS, "batch = ?", [batch])
-    for table, cols in POSTER_TABLES.items():
+    # A plan reads a file read-only, so one written before a table was added lacks that table.
+    tables = {
+        t: cols
+        for t, cols in POSTER_TABLES.items()
+        if conn.execute(
+            "SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'main' AND table_name = ?", [t]
+        ).fetchone()[0]
+    }
+    for table, cols in tables.items():
         where = _poster_where(table)
         params = [plan.poster_ids] * where.count("?")
         (n,) = conn.execute(f"SELECT count(*) FROM {table} WHERE {where}", params).fetchone()
@@ -364,7 +373,7 @@ def _plan(conn, blobs: BlobStore, batches_dir: Path, batch: str) -> AbandonPlan:
     kept = set()
     for col in RAW_PATH_COLUMNS:
         kept |= _paths(conn, "raw_posters", (col,), f"batch <> ? AND {col} IN ?", [batch, candidates])
-    for table, cols in POSTER_TABLES.items():
+    for table, cols in tables.items():
         for col in cols:
             kept |= _paths(
                 conn, table, (col,), f"NOT (poster_id IN ?) AND {col} IN ?", [plan.poster_ids, candidates]

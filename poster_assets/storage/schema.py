@@ -150,6 +150,32 @@ CREATE TABLE IF NOT EXISTS current_versions (
 );
 """
 
+# Scores of one poster's layers against its demo ground truth (``extract.evaluate``): decoding the
+# masks is what scoring costs, so each poster is scored once and the quality check of a batch run
+# decodes only the posters new to it. A cache, keyed by everything a score is computed from, and
+# dropped with what it was computed from (``DERIVED_TABLES``, gc, abandoning the poster's batch).
+LAYER_SCORES = """
+CREATE TABLE IF NOT EXISTS layer_scores (
+    poster_id      VARCHAR NOT NULL,
+    source_uri     VARCHAR NOT NULL,   -- the copy whose folder's ground truth was used
+    layers_version VARCHAR NOT NULL,   -- layer_masks.model_version scored
+    foreground_version VARCHAR NOT NULL, -- of the foreground mask scored
+    truth_digest   VARCHAR NOT NULL,   -- sha1 of the ground-truth record scored against
+    title_in_layer DOUBLE NOT NULL,    -- share of the true title ink inside the title layer
+    subject_iou    DOUBLE NOT NULL,    -- subject layer against the true foreground
+    fg_iou         DOUBLE,             -- foreground mask against the true foreground; NULL without a mask
+    scored_at      TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (poster_id, source_uri, layers_version, foreground_version, truth_digest)
+);
+"""
+
+# Tables computed from another table's rows of the same poster: writing a poster's rows there
+# (``extract.runner``) deletes its rows here, so a value redone at the same version is rescored.
+DERIVED_TABLES: dict[str, tuple[str, ...]] = {
+    "layer_masks": ("layer_scores",),
+    "foreground_masks": ("layer_scores",),
+}
+
 # Columns holding blob paths (relative to the home folder), per table: what gc and abandoning a
 # batch must delete with the rows.
 BLOB_PATH_COLUMNS: dict[str, tuple[str, ...]] = {
@@ -169,4 +195,5 @@ SCHEMA_SQL = (
     + FOREGROUND_EMBEDDINGS
     + POSTER_NEIGHBORS
     + CURRENT_VERSIONS
+    + LAYER_SCORES
 )

@@ -14,6 +14,7 @@ from click.testing import CliRunner
 from poster_assets.cli import main, runs
 from poster_assets.defs.dbt.inputs import load_manifest
 from poster_assets.defs.dbt.inputs import models as dbt_models
+from poster_assets.defs.jobs import CORPUS_GROUPS
 from poster_assets.demo import generate_corpus
 from poster_assets.storage.store import Store
 
@@ -31,6 +32,12 @@ def _job_keys(job: str) -> set[dg.AssetKey]:
 def test_what_the_cli_knows_without_definitions_is_what_the_jobs_select() -> None:
     assert {dg.AssetKey(a) for a in runs.batch_job_assets()} == _job_keys("batch_job")
     assert {runs.FAISS_INDEX, *dbt_models(load_manifest())} == _job_keys("corpus_job")
+
+
+def test_corpus_assets_have_no_time_based_freshness_policy() -> None:
+    # They are materialized only when their inputs changed: a clock would call a quiet day late.
+    corpus = [s for s in runs.definitions().resolve_all_asset_specs() if s.group_name in CORPUS_GROUPS]
+    assert corpus and all(s.freshness_policy is None for s in corpus)
 
 
 @pytest.mark.slow

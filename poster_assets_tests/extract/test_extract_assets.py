@@ -10,6 +10,7 @@ from poster_assets.defs.ingest.assets import raw_posters
 from poster_assets.defs.partitions import BATCHES
 from poster_assets.defs.resources import ModelsResource, PosterStore
 from poster_assets.demo import generate_corpus
+from poster_assets.extract import evaluate as evaluate_module
 from poster_assets.extract.evaluate import evaluate
 from poster_assets.ingest.batches import plan_batch
 
@@ -48,7 +49,13 @@ def materializations(result: dg.ExecuteInProcessResult) -> dict[str, dg.AssetMat
     return {m.asset_key.to_user_string(): m for m in found}
 
 
-def test_extractors_fill_every_table_and_rerun_does_no_work(store: PosterStore, instance, batch: str) -> None:
+def _no_decoding(*args: object) -> None:
+    raise AssertionError("a scored poster's masks were decoded again")
+
+
+def test_extractors_fill_every_table_and_rerun_does_no_work(
+    store: PosterStore, instance, batch: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     first = _materialize(store, instance, batch)
     for name in EXTRACTORS:
         meta = first[name].metadata
@@ -85,6 +92,14 @@ def test_extractors_fill_every_table_and_rerun_does_no_work(store: PosterStore, 
     assert scored.posters == 4
     assert scored.metrics["title_pixels_in_title_layer"] >= 0.85, scored.per_poster
     assert scored.metrics["subject_layer_iou"] >= 0.45, scored.per_poster
+    # Each poster is scored once: a second evaluation (the quality check of the next batch run)
+    # decodes no mask and gives the same figures.
+    assert store.db.query("SELECT count(*) FROM layer_scores")[0][0] == 4
+    with monkeypatch.context() as m:
+        m.setattr(evaluate_module, "decode_labels", _no_decoding)
+        m.setattr(evaluate_module, "decode_mask", _no_decoding)
+        again = evaluate(store.db, store.blobs, versions["layer_masks"])
+    assert (again.metrics, again.per_poster) == (scored.metrics, scored.per_poster)
 
     # The quarantined file has no extraction rows and caused no error.
     bad = store.db.query("SELECT poster_id FROM raw_posters WHERE status = 'quarantined'")

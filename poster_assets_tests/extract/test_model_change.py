@@ -10,7 +10,7 @@ import pytest
 
 from poster_assets.defs.extract.schedules import refresh_schedule
 from poster_assets.defs.partitions import BATCHES
-from poster_assets.defs.resources import PosterStore
+from poster_assets.defs.resources import ModelsResource, PosterStore
 from poster_assets.demo import generate_corpus
 from poster_assets.ingest.batches import plan_batch
 from poster_assets.models import weights as model_store
@@ -73,7 +73,9 @@ def test_new_ocr_version_redoes_ocr_and_layers_only(tmp_path: Path, store: Poste
 
     requests = refresh_schedule(
         dg.build_schedule_context(
-            instance=instance, scheduled_execution_time=datetime.datetime(2026, 11, 28, 3)
+            instance=instance,
+            scheduled_execution_time=datetime.datetime(2026, 11, 28, 3),
+            resources={"store": store, "models": ModelsResource(models_dir=str(models))},
         )
     )
     assert [r.partition_key for r in requests] == [manifest.batch]

@@ -96,6 +96,31 @@ def test_a_chunk_written_twice_replaces_its_rows(tmp_path: Path, store: PosterSt
     assert store.db.query("SELECT line_index FROM ocr_text") == [(0,)]
 
 
+def test_a_rewritten_mask_drops_the_posters_layer_scores(tmp_path: Path, store: PosterStore) -> None:
+    batch = _ingested(tmp_path, store)
+    refs = batch_posters(store.db, batch)[:2]
+    with store.db.transaction() as conn:
+        conn.executemany(
+            "INSERT INTO layer_scores VALUES (?, 'uri', 'layers-v1', 'fg-v1', 'truth', 1, 1, 1, now())",
+            [[r.poster_id] for r in refs],
+        )
+    mask = {
+        "poster_id": refs[0].poster_id,
+        "model_version": "fg-v1",
+        "mask_path": "blobs/fg.png",
+        "area_fraction": 0.5,
+        "bbox": [0, 0, 1, 1],
+        "mean_probability": 0.5,
+    }
+    write_chunk(
+        store.db,
+        batch,
+        [("foreground_masks", "fg-v1", [Outcome(refs[0].poster_id, {"foreground_masks": [mask]})])],
+    )
+    # Its score was computed from the mask it had: it is scored again; the other poster's stays.
+    assert store.db.query("SELECT poster_id FROM layer_scores") == [(refs[1].poster_id,)]
+
+
 def _embed_concurrently(db_path: str, batch: str, both_planned, results) -> None:
     """One `poster-assets run --all` worth of foreground_embeddings: wait until the other process
     also planned its work, so both write every chunk."""

@@ -1,9 +1,13 @@
 """A batch is up to date when a run of batch_job would change nothing: every asset materialized
 and, at the versions its facts were read at, every ok poster has a value or a failure of each
-extractor (what `poster-assets run --all` leaves out)."""
+extractor (what `poster-assets run --all` leaves out). Abandoning one reads a file of any age."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from poster_assets.defs.resources import PosterStore
+from poster_assets.demo.bad_inputs import write_bad_inputs
 from poster_assets.ingest.batch_state import (
     COMPLETE,
     EXTRACTORS,
@@ -11,8 +15,13 @@ from poster_assets.ingest.batch_state import (
     RAW_ASSET,
     BatchFacts,
     RunFacts,
+    abandon,
     decide_state,
+    plan_abandon,
 )
+from poster_assets.ingest.batches import plan_batch
+from poster_assets.ingest.ingest import ingest_batch
+from poster_assets.storage import database
 
 ASSETS = (RAW_ASSET, *EXTRACTORS)
 DONE = RunFacts(run_status="succeeded", materialized=frozenset(ASSETS))
@@ -42,3 +51,21 @@ def test_a_poster_left_or_an_unfinished_run_is_work() -> None:
     assert not decide_state(_facts(), missing, ASSETS).up_to_date
     failed = decide_state(_facts(), RunFacts(run_status="failed", materialized=frozenset(ASSETS)), ASSETS)
     assert failed.state == FAILED and not failed.up_to_date
+
+
+def test_abandon_reads_a_file_from_before_the_layer_scores_table(tmp_path: Path, store: PosterStore) -> None:
+    write_bad_inputs(tmp_path / "in")
+    manifest, _ = plan_batch(store.batches_dir, tmp_path / "in")
+    assert manifest is not None
+    manifest.save(store.batches_dir)
+    ingest_batch(store.db, store.blobs, manifest)
+    with store.db.transaction() as conn:
+        conn.execute("DROP TABLE layer_scores")
+    # A new process applies the schema on its first write, not on a read-only plan.
+    database._schema_ready.discard(store.db.path.resolve())
+
+    plan = plan_abandon(store.db, store.blobs, store.batches_dir, manifest.batch)
+    assert plan.rows["raw_posters"] > 0 and "layer_scores" not in plan.rows
+    done = abandon(store.db, store.blobs, store.batches_dir, manifest.batch)
+    assert done.rows == plan.rows
+    assert store.db.query("SELECT count(*) FROM raw_posters") == [(0,)]

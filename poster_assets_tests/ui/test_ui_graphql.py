@@ -40,7 +40,9 @@ fragment Facts on MaterializationEvent {
     ... on MarkdownMetadataEntry { mdStr }
   }
 }"""
-LATEST = FACTS + """
+LATEST = (
+    FACTS
+    + """
 query Latest($key: AssetKeyInput!, $partition: String!) {
   assetNodeOrError(assetKey: $key) {
     ... on AssetNode {
@@ -50,7 +52,10 @@ query Latest($key: AssetKeyInput!, $partition: String!) {
     }
   }
 }"""
-LATEST_UNPARTITIONED = FACTS + """
+)
+LATEST_UNPARTITIONED = (
+    FACTS
+    + """
 query Latest($key: AssetKeyInput!) {
   assetOrError(assetKey: $key) {
     ... on Asset {
@@ -60,6 +65,7 @@ query Latest($key: AssetKeyInput!) {
     }
   }
 }"""
+)
 BATCH_ASSETS = (
     "raw_posters",
     "ocr_text",
