@@ -283,8 +283,8 @@ def test_isnet_is_registered_from_the_npm_package_with_its_pins(
     )
     assert (spec.sha256, spec.size_bytes) == (sha256, size)
     assert (spec.input.mean, spec.input.std, spec.input.scale) == ((0.5,) * 3, (1.0,) * 3, "255")
-    assert spec.input.run_size == spec.input.size == (640, 640) and spec.input.shape == (1, 3, 1024, 1024)
-    assert weights.model_version(spec) == f"{name}@imgly-1.4.5-640px+{sha256[:12]}"  # model and size
+    assert spec.input.run_size == spec.input.size == (768, 512) and spec.input.shape == (1, 3, 1024, 1024)
+    assert weights.model_version(spec) == f"{name}@imgly-1.4.5-768x512px+{sha256[:12]}"  # model and size
 
 
 def test_every_builtin_has_a_licence_and_is_well_formed() -> None:
