@@ -22,6 +22,10 @@ from poster_assets.extract.versions import EMBEDDING_KINDS, PIXELS_SIZE
 from poster_assets.storage.codecs import mask_bbox
 
 _GREY = 127.0
+# The longest side a foreground crop is made at: twice the embedders' input (224 px), so they
+# lose nothing, while blending and blurring a full-resolution crop (a blur of sigma ~50 px on
+# a 1000 px crop) cost 0.35 s per poster, three quarters of the embedding step.
+CROP_MAX_SIDE = 448
 
 
 class Embedder(Protocol):
@@ -51,9 +55,11 @@ def foreground_crop(
     bbox: Sequence[int] | None = None,
     pad: float = 0.1,
     suppress: Literal["blur", "gray"] = "blur",
+    max_side: int | None = CROP_MAX_SIDE,
 ) -> np.ndarray:
     """The foreground subject: crop to ``bbox`` (default: the mask's box) grown by ``pad`` of
-    its size on each side, and blend the background (low mask) to a heavy blur or flat grey.
+    its size on each side, shrunk to at most ``max_side`` pixels on its longest side, and blend
+    the background (low mask) to a heavy blur or flat grey.
 
     A soft blend by the mask probability keeps uncertain edges half-visible instead of
     cutting them. With an empty mask and no box the whole poster is returned unchanged.
@@ -70,8 +76,13 @@ def foreground_crop(
         if bbox is None:
             return rgb.copy()
     x0, y0, x1, y1 = _padded_box(bbox, pad, w, h)
-    crop = rgb[y0:y1, x0:x1].astype(np.float32)
-    alpha = mask[y0:y1, x0:x1, None]
+    crop, alpha = rgb[y0:y1, x0:x1], mask[y0:y1, x0:x1]
+    scale = max_side / max(crop.shape[:2]) if max_side else 1.0
+    if scale < 1.0:
+        size = (max(1, round(crop.shape[1] * scale)), max(1, round(crop.shape[0] * scale)))
+        crop = cv2.resize(crop, size, interpolation=cv2.INTER_AREA)
+        alpha = cv2.resize(alpha, size, interpolation=cv2.INTER_AREA)
+    crop, alpha = crop.astype(np.float32), alpha[:, :, None]
     if suppress == "gray":
         background = np.full_like(crop, _GREY)
     elif suppress == "blur":

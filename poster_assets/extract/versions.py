@@ -24,7 +24,8 @@ if TYPE_CHECKING:
 LAYERS_METHOD = "layers:fused-fg-depth-ink-v1"
 EMBEDDINGS_METHOD = "embed-v1"
 # What each embedding kind feeds its network; bump when that changes, the vectors change with it.
-KIND_INPUTS = {"foreground": "fg-crop-v1", "poster": "letterbox-v1"}
+# v2: the crop made at most 448 px long (``embed.kinds.CROP_MAX_SIDE``), not at full size.
+KIND_INPUTS = {"foreground": "fg-crop-v2", "poster": "letterbox-v1"}
 PIXELS_SIZE = 16
 PIXELS_VERSION = f"pixels-{PIXELS_SIZE}@v1"
 SSL_KIND = "ssl"

@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from poster_assets.demo import plan_poster, render_poster
 from poster_assets.embed.kinds import (
+    CROP_MAX_SIDE,
     embed_kind,
     foreground_crop,
     kind_inputs,
@@ -13,6 +15,7 @@ from poster_assets.embed.kinds import (
     whole_poster,
 )
 from poster_assets.extract.versions import EMBEDDING_KINDS, PIXELS_VERSION, kind_versions
+from poster_assets.models.efficientnet_lite import letterbox
 from poster_assets.search.quality import jpeg_variant, resized_variant
 from poster_assets.storage.codecs import mask_bbox
 from poster_assets_tests.images import sample_images
@@ -82,3 +85,15 @@ def test_kinds_dispatch_and_version():
         kind_inputs("foreground", rgb)
     with pytest.raises(ValueError):
         kind_inputs("colour", rgb)
+
+
+def test_a_large_foreground_crop_is_made_small_and_looks_the_same_to_the_embedder():
+    """A demo poster's subject crop is made at most CROP_MAX_SIDE long; letterboxed to the
+    embedder's 224 px it matches the crop made at full resolution within a few grey levels."""
+    rendered = render_poster(plan_poster(0, 3))
+    rgb, mask = rendered.image, rendered.foreground_mask.astype(np.float32)
+    full = foreground_crop(rgb, mask, max_side=None)
+    small = foreground_crop(rgb, mask)
+    assert max(full.shape[:2]) > CROP_MAX_SIDE >= max(small.shape[:2]) > CROP_MAX_SIDE - 2
+    seen_full, seen_small = letterbox(full).astype(np.float32), letterbox(small).astype(np.float32)
+    assert np.abs(seen_full - seen_small).mean() < 3.0

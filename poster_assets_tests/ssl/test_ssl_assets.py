@@ -229,7 +229,7 @@ def test_embeddings_add_an_ssl_kind_of_unit_128d_vectors(runs: Runs) -> None:
     n = runs.first_embed["ok_posters_in_batch"]
     assert n == 8 and runs.first_embed["processed"] == n and runs.first_embed["failed"] == 0
     assert runs.first_embed["ssl_vectors_in_batch"] == n
-    assert runs.first_embed["ssl_version"].startswith("ssl:fg-crop-v1+" + runs.first_encoder["version"])
+    assert runs.first_embed["ssl_version"].startswith("ssl:fg-crop-v2+" + runs.first_encoder["version"])
     rows = runs.store.db.query(
         "SELECT dim, embedding FROM foreground_embeddings WHERE kind = 'ssl' AND model_version = ?",
         [runs.first_embed["ssl_version"]],
@@ -287,7 +287,7 @@ def test_search_kinds_and_pointer_without_an_encoder(tmp_path: Path) -> None:
     assert (*OTHER_KINDS, SSL_KIND) == ALL_KINDS  # what `poster-assets search --kind` offers
     assert current_encoder(tmp_path) is None
     assert SSL_KIND not in kind_versions("eff", "fg")
-    assert kind_versions("eff", "fg", "ssl-encoder@abc")[SSL_KIND] == "ssl:fg-crop-v1+ssl-encoder@abc+mask:fg"
+    assert kind_versions("eff", "fg", "ssl-encoder@abc")[SSL_KIND] == "ssl:fg-crop-v2+ssl-encoder@abc+mask:fg"
     # A pointer to an IR that is gone means no encoder, not an error in every embedding run.
     promote(tmp_path, tmp_path / "ssl" / "x" / "model.xml", "v", "d", tmp_path / "c.pt")
     assert (ssl_dir(tmp_path) / POINTER).is_file()
