@@ -74,10 +74,13 @@ def _corpus(out: Path, n: int, seed: int, source: Path | None) -> list[Path]:
 def _staged_models_dir(source: Path | None, work: Path) -> Path:
     """A models folder whose files link to ``source``'s (the product writes caches into the
     models folder it is given; ``source`` stays untouched)."""
+    from poster_assets.models.quantize import INT8_DIR
+
     staged = work / "models"
     staged.mkdir(parents=True, exist_ok=True)
     for path in Path(source).iterdir() if source else ():
-        if path.is_file() and not path.name.startswith("."):
+        # The INT8 networks and their verdicts too: the product runs one where its gate passed.
+        if (path.is_file() or path.name == INT8_DIR) and not path.name.startswith("."):
             (staged / path.name).symlink_to(path.resolve())
     return staged
 

@@ -165,6 +165,11 @@ def _compiled_float(
     return runtime.compile_model(model, hint=hint, cache_dir=cache_dir, **config)
 
 
+def release_compiled() -> None:
+    """Forget the compiled float networks, so memory goes with the last estimator using one."""
+    _compiled_float.cache_clear()
+
+
 def _compile(
     selection: DenseSelection, hint: str, cache_dir: str | None, precision: str | None
 ) -> ov.CompiledModel:

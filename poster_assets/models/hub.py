@@ -16,12 +16,12 @@ from typing import TypeVar
 
 from poster_assets import settings
 from poster_assets.models import precision, runtime
-from poster_assets.models.dense import select_network
+from poster_assets.models.dense import release_compiled, select_network
 from poster_assets.models.depth import DepthEstimator
 from poster_assets.models.efficientnet_lite import MODEL_NAME as EFFICIENTNET
 from poster_assets.models.efficientnet_lite import EfficientNetLite0Embedder, efficientnet_version
 from poster_assets.models.foreground import ForegroundSegmenter
-from poster_assets.models.ocr import OCR_MODELS, OcrEngine, _ocr_specs, ocr_version
+from poster_assets.models.ocr import OCR_MODELS, OcrEngine, _ocr_specs, ocr_version, release_engines
 from poster_assets.models.quantize import gate_records
 from poster_assets.models.registry import get_spec
 from poster_assets.models.ssl_encoder import POINTER, SslEmbedder, SslEncoder, current_encoder, ssl_dir
@@ -84,6 +84,17 @@ class Models:
         if net.version != encoder.version:
             raise RuntimeError(f"{encoder.ir_path} is {net.version}, but {POINTER} says {encoder.version}")
         return net
+
+    @staticmethod
+    def release() -> None:
+        """Forget every runner and compiled network this process built (of any models folder):
+        their memory goes once the last caller drops its runners. For a step whose networks no
+        later step of the same process uses; the next call builds them again (from the compile
+        cache: about a second each)."""
+        _runner.cache_clear()
+        _ssl_embedder.cache_clear()
+        release_engines()
+        release_compiled()
 
     # Versions without loading a network: for deciding what is current and what is stale.
     def ocr_version(self) -> str:

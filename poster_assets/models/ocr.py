@@ -317,6 +317,14 @@ def _compiled_models(rapid: Any) -> list[Any]:
     return [s.session.get_compiled_model() for s in sessions]
 
 
+def release_engines() -> None:
+    """Forget every configuration's compiled engines (``OcrEngine.release`` of each)."""
+    with _engines_lock:
+        _engines.clear()
+        _pools.clear()
+        _pool_sizes.clear()
+
+
 def pool_shape(cpus: int) -> tuple[int, int]:
     """(engines, threads per engine) of ``read_many``'s pool on ``cpus`` cores: at least two
     engines, so one poster's Python pre/post-processing overlaps another's inference; about four

@@ -13,6 +13,7 @@ from poster_assets.demo import generate_corpus
 from poster_assets.extract import evaluate as evaluate_module
 from poster_assets.extract.evaluate import evaluate
 from poster_assets.ingest.batches import plan_batch
+from poster_assets.models import hub, ocr
 
 # Runs PP-OCR and the fallbacks on generated posters.
 pytestmark = pytest.mark.slow
@@ -62,6 +63,8 @@ def test_extractors_fill_every_table_and_rerun_does_no_work(
         assert meta["processed"].value == 4, name
         assert meta["failed"].value == 0, name
         assert "data:image/jpeg;base64," in meta["preview"].value, name
+    # The step let go of its networks (the run's next steps do not use them): none is cached.
+    assert hub._runner.cache_info().currsize == 0 and not ocr._pools and not ocr._engines
 
     # Every value names the model that made it; the fallbacks say so when no weights are pulled.
     versions = dict(store.db.query("SELECT asset, any_value(model_version) FROM extractions GROUP BY ALL"))

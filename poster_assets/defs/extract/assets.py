@@ -134,19 +134,26 @@ def poster_extractors(
     for asset, estimator in result.dense.items():
         if not estimator.neural:
             context.log.warning(f"{asset}: using fallback {estimator.version} ({estimator.reason})")
-    # The previews mostly show the same first posters of the batch: decode each once.
-    rgb = functools.cache(lambda ref: load_rgb(store.blobs, ref))
-    for asset in selected:
-        if asset in result.unavailable:
-            continue
-        version = current.by_asset()[asset]
-        facts = extraction_facts(store, asset, version, batch)
-        refs = current_posters(store, asset, version, batch, _PREVIEW_POSTERS)
-        preview = _PREVIEWS[asset](store, refs, current, rgb) if refs else None
-        extra = _extra(asset, result, current, models)
-        yield dg.MaterializeResult(
-            asset_key=asset, metadata=extraction_metadata(facts, result.stats[asset], extra, preview)
-        )
+    try:
+        # The previews mostly show the same first posters of the batch: decode each once.
+        rgb = functools.cache(lambda ref: load_rgb(store.blobs, ref))
+        for asset in selected:
+            if asset in result.unavailable:
+                continue
+            version = current.by_asset()[asset]
+            facts = extraction_facts(store, asset, version, batch)
+            refs = current_posters(store, asset, version, batch, _PREVIEW_POSTERS)
+            preview = _PREVIEWS[asset](store, refs, current, rgb) if refs else None
+            extra = _extra(asset, result, current, models)
+            yield dg.MaterializeResult(
+                asset_key=asset, metadata=extraction_metadata(facts, result.stats[asset], extra, preview)
+            )
+    finally:
+        # The run's later steps (embeddings, checks) run in this process and use none of these
+        # networks: without this the OCR pool and the foreground network (~1.5 GB) would stay
+        # beside EfficientNet until the run ends.
+        result.ocr, result.dense = None, {}
+        models.release()
     if result.unavailable:
         # After the others' materializations: an extractor that cannot run fails the step alone.
         raise dg.Failure(description="\n".join(f"{a}: {why}" for a, why in result.unavailable.items()))
