@@ -236,7 +236,10 @@ def choose(plan: Int8Plan, models_dir: Path | None = None) -> Int8Choice:
     Cheap: a folder lookup and sha256s cached per (path, size, mtime); never quantizes."""
     folder = plan.folder(models_dir)
     if not folder.is_dir():
-        return Int8Choice(plan, None, f"{plan.name}: no INT8 made for {plan.precision} (float in use)")
+        # Named by the float weights' version, which carries the run size: an INT8 network judged
+        # at another size (or precision) does not count, and the reason should say so.
+        why = f"{plan.name}: no INT8 made for {plan.float_version} in {plan.precision} (float in use)"
+        return Int8Choice(plan, None, why)
     try:
         model = load(folder)
     except artifacts.ArtifactChangedError as exc:
