@@ -75,13 +75,22 @@ _SHAPES_KEPT = 64
 # the post-processing of the recognised text: part of ``OcrEngine.version``, they change values.
 _REC_VERSION = "rec-192px-v1"
 _POST_VERSION = "nfkc+spaces-v1"
-# The detector's short side: rapidocr scales smaller posters up to it (larger ones run at their
-# own size). 736, rapidocr's, stays the default: on the 200 demo posters with IS-Net, 640 or 544
-# take 0.88 / 0.83 of the OCR time but read the title with twice the character errors (CER 0.013
-# vs 0.007; exact match 0.945 vs 0.950) and put a little less of its ink in the title layer
-# (benchmarks/vision_quality.py --det-limit 736 640 544); scaling larger posters down to 736 too
-# loses more (CER 0.018). Another side is an option, named in the version (``+det640``).
+# The detector's short side: rapidocr scales smaller posters up to it (larger ones run at their own size,
+# up to ``DET_MAX_SHORT_SIDE``). 736, rapidocr's, stays the default: on the 200 demo posters with IS-Net,
+# 640 or 544 take 0.88 / 0.83 of the OCR time but read the title with twice the character errors (CER
+# 0.013 vs 0.007; exact match 0.945 vs 0.950) and put a little less of its ink in the title layer
+# (benchmarks/vision_quality.py --det-limit 736 640 544); scaling larger posters down to 736 too loses
+# more (CER 0.018). Another side is an option, named in the version (``+det640``).
 DET_SIDE_ENV = "POSTER_ASSETS_OCR_DET_SIDE"
+# ... and its short side at most: rapidocr leaves a poster larger than ``det_side`` at its own
+# size (up to 2000 px long), where a big scan's title letters outgrow what the detector finds.
+# On 40 demo posters scaled to 2000x3000 (benchmarks/ocr_large_scans.py) the title was found
+# among the lines in 29 at their own size, in 34 with the short side capped at 1024, in 0.84x
+# the time and with 0.4 GB less memory; a cap of 736 found 37 but doubled the title CER at the
+# demo's own sizes. Posters up to 1024 px on their short side (the whole demo corpus) are
+# detected exactly as before.
+DET_MAX_SHORT_SIDE = 1024
+_DET_VERSION = f"det-max{DET_MAX_SHORT_SIDE}-v1"
 DEFAULT_DET_SIDE = 736
 # A gap between two characters is a word space when its empty ink columns exceed the line's
 # median inter-letter gap by this fraction of the ink height. A space is ~0.45 cap heights in
@@ -156,7 +165,9 @@ def _version(
         for s, p in zip(specs, precisions, strict=True)
     )
     det_tag = f"+det{det}" if det != DEFAULT_DET_SIDE else ""
-    return f"ppocr:{models}+{_REC_VERSION}{det_tag}" + (f"+{_POST_VERSION}" if word_gaps else "")
+    return f"ppocr:{models}+{_DET_VERSION}+{_REC_VERSION}{det_tag}" + (
+        f"+{_POST_VERSION}" if word_gaps else ""
+    )
 
 
 def _selected(
@@ -534,16 +545,33 @@ def _build_rapidocr(networks: _Networks, compiled: Mapping[str, Any], det_side: 
 
 def _float32_detector_input(det: Any) -> None:
     """Have rapidocr's detector prepare its input with ``det_input`` (for its default mean and
-    std of 0.5, with which the two agree)."""
+    std of 0.5, with which the two agree), at ``det_size``."""
     from rapidocr.ch_ppocr_det.utils import DetPreProcess
 
     def preprocess() -> Callable[[np.ndarray], np.ndarray | None]:
         pre = DetPreProcess(det.limit_side_len, det.limit_type, det.mean, det.std)
+        pre.resize = functools.partial(det_resize, side=det.limit_side_len)
         if not (np.all(pre.mean == 0.5) and np.all(pre.std == 0.5)):
             return pre
         return functools.partial(det_input, pre)
 
     det.get_preprocess = preprocess  # rapidocr asks for it per image
+
+
+def det_scale(height: int, width: int, side: int, most: int = DET_MAX_SHORT_SIDE) -> float:
+    """How the detector scales an image: its short side up to ``side`` when smaller, down to
+    ``most`` (at least ``side``) when larger."""
+    short = min(height, width)
+    return min(max(short, side), max(most, side)) / short
+
+
+def det_resize(img: np.ndarray, side: int, most: int | None = None) -> np.ndarray:
+    """``img`` as the detector sees it: scaled by ``det_scale`` (``most``: DET_MAX_SHORT_SIDE),
+    each side rounded to a multiple of 32 as rapidocr rounds it (the same pixels as rapidocr's
+    own resize below the cap); area interpolation when shrinking, as for any downscale here."""
+    scale = det_scale(img.shape[0], img.shape[1], side, DET_MAX_SHORT_SIDE if most is None else most)
+    h, w = (max(32, round(int(n * scale) / 32) * 32) for n in img.shape[:2])
+    return cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
 
 
 def det_input(pre: Any, img: np.ndarray) -> np.ndarray | None:

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cv2
 import matplotlib
 import numpy as np
 import onnx
@@ -18,7 +19,9 @@ from PIL import Image, ImageDraw, ImageFont
 from poster_assets.demo import generate_corpus, load_ground_truth
 from poster_assets.models import ocr, weights
 from poster_assets.models.ocr import (
+    DET_MAX_SHORT_SIDE,
     OcrEngine,
+    det_resize,
     insert_word_gaps,
     ocr_version,
     pool_shape,
@@ -310,3 +313,29 @@ def test_the_detector_input_is_rapidocrs_in_float32() -> None:
             expected, got = pre(img), ocr.det_input(pre, img)
             assert got.dtype == expected.dtype == np.float32 and got.shape == expected.shape
             assert np.array_equal(got, expected)
+
+
+def test_the_detector_input_is_rapidocrs_up_to_the_cap_and_capped_beyond() -> None:
+    """Up to a short side of DET_MAX_SHORT_SIDE the detector sees exactly the pixels rapidocr's own
+    resize gives (so values do not change for such posters); a larger image is scaled down to it."""
+    from rapidocr.ch_ppocr_det.utils import DetPreProcess
+
+    rng = np.random.default_rng(0)
+    for h, w in [(900, 600), (1500, 1000), (1000, 1500), (737, 1111), (1024, 1536), (420, 2000)]:
+        img = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        np.testing.assert_array_equal(det_resize(img, 736), DetPreProcess(736, "min").resize(img))
+    big = rng.integers(0, 256, (3000, 2000, 3), dtype=np.uint8)
+    assert det_resize(big, 736).shape == (1536, DET_MAX_SHORT_SIDE, 3)
+    assert det_resize(big, 1280).shape[1] == 1280  # a larger side asked for is kept
+
+
+def test_a_large_scan_is_detected_at_the_capped_size(engine: OcrEngine) -> None:
+    """A poster scanned at 2.5x (2250 px wide, rapidocr brings it to 2000 px long) is detected at a
+    1024 px short side and its lines are still read."""
+    small = _poster()
+    scan = cv2.resize(small, None, fx=2.5, fy=2.5, interpolation=cv2.INTER_CUBIC)
+    with profile_inference() as profile:
+        items = engine.read(scan)
+    det_shapes = {shape for (name, shape) in profile.calls if name == "ppocr-det"}
+    assert {min(shape[2:]) for shape in det_shapes} == {DET_MAX_SHORT_SIDE}, det_shapes
+    assert [i.text for i in items] == [i.text for i in engine.read(small)]
