@@ -208,8 +208,9 @@ def test_read_many_matches_read_in_input_order(engine: OcrEngine, tmp_path: Path
 
 
 def test_pool_shape_splits_the_cores() -> None:
-    assert pool_shape(1) == (2, 1)
-    assert pool_shape(2) == (2, 1)
+    assert pool_shape(1) == (1, 1)
+    assert pool_shape(2) == (1, 2)
+    assert pool_shape(8) == (2, 4)
     assert pool_shape(16) == (4, 4)
     engines, threads = pool_shape(64)
     assert engines * threads <= 64 and threads >= 4
