@@ -11,8 +11,16 @@ Index types (``choose_index_spec``), measured on 1280-d clustered vectors (bench
 - ``ivf_sq8_refine``: PCA to 256-d, IVF with 8-bit scalar-quantised codes to pick candidates,
   then exact re-ranking of ``k_factor * k`` candidates on the full float vectors. Full-dim
   IVF-Flat was 5-10x slower at equal recall, and HNSW builds far slower at this width.
-- ``ivf_pq_refine``: when the float vectors would not fit the memory budget, PQ fast-scan
-  codes pick candidates and the re-ranking uses 8-bit codes of the full vectors (~4x smaller).
+- ``ivf_sq8_disk_rerank``: when the float vectors would not fit the memory budget (1M x 1280:
+  4.8 GiB), the same PCA-256 IVF-SQ8 candidates (264 B a vector in RAM) are re-ranked on a
+  float16 copy of the full vectors in ``vectors.f16``, memory-mapped: the page cache holds
+  what queries touch, and the kernel may drop it under pressure, unlike the process's own
+  memory. In-RAM codes of the full vectors were tried first: 8-bit scalar codes (the former
+  ``ivf_pq_refine``, still loadable) take 1280 B a vector; a PQ of 4 dims a byte (320 B)
+  capped recall@10 at 0.87 on clustered 1280-d vectors, whatever ``nprobe`` and ``k_factor``.
+
+Large corpora are built from a ``VectorSource`` (``RawVectorFile``: float32 rows on disk)
+without holding every vector in RAM: training reads a sample, adding reads chunks.
 """
 
 from __future__ import annotations
@@ -22,10 +30,11 @@ import json
 import math
 import os
 import shutil
+import tempfile
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import faiss
 import numpy as np
@@ -34,11 +43,15 @@ from poster_assets.storage.files import atomic_dir, atomic_write_text, file_sha2
 
 FLAT_MAX = 50_000
 PCA_DIM = 256
-DEFAULT_MEMORY_BUDGET = 8 << 30  # bytes of float vectors kept for exact re-ranking
+# Bytes of float vectors kept in RAM for exact re-ranking; above it (about 200k vectors at
+# 1280-d) they are re-ranked from a memory-mapped float16 file instead (``ivf_sq8_disk_rerank``).
+DEFAULT_MEMORY_BUDGET = 1 << 30
 FORMAT_VERSION = 1
 _META = "meta.json"
 _INDEX_FILE = "index.faiss"
 _IDS_FILE = "ids.txt"
+_VECTORS_FILE = "vectors.f16"
+_RERANK_BLOCK = 64  # queries re-ranked at once: bounds the gathered (block, k_factor * k, dim) floats
 _ADD_CHUNK = 100_000
 
 
@@ -58,7 +71,7 @@ class IndexCorruptError(IndexLoadError):
 class IndexSpec:
     """How to build one index: a FAISS factory string plus its search-time parameters."""
 
-    kind: str  # "flat" | "ivf_sq8_refine" | "ivf_pq_refine"
+    kind: str  # "flat" | "ivf_sq8_refine" | "ivf_sq8_disk_rerank" ("ivf_pq_refine": older saves)
     dim: int
     factory: str
     nlist: int = 0
@@ -67,11 +80,16 @@ class IndexSpec:
     train_size: int = 0
 
     @property
+    def reranks_from_disk(self) -> bool:
+        """Re-ranked by ``PosterIndex`` on memory-mapped float16 vectors, not inside FAISS."""
+        return self.kind == "ivf_sq8_disk_rerank"
+
+    @property
     def search_params(self) -> str:
         params = []
         if self.nprobe:
             params.append(f"nprobe={self.nprobe}")
-        if self.k_factor:
+        if self.k_factor and not self.reranks_from_disk:
             params.append(f"k_factor_rf={self.k_factor:g}")
         return ",".join(params)
 
@@ -91,13 +109,137 @@ def choose_index_spec(n: int, dim: int, memory_budget: int = DEFAULT_MEMORY_BUDG
     # k-means wants >= 39 points per centroid; more only slows training.
     train_size = min(n, 40 * nlist)
     reduce = f"PCA{PCA_DIM}," if dim > PCA_DIM else ""
-    coarse_dim = min(dim, PCA_DIM)
     if n * dim * 4 <= memory_budget:
         factory = f"{reduce}IVF{nlist},SQ8,RFlat"
         return IndexSpec("ivf_sq8_refine", dim, factory, nlist, nprobe=16, k_factor=8, train_size=train_size)
-    m = coarse_dim // 2  # 4-bit fast-scan PQ: 2 dims per sub-quantizer
-    factory = f"{reduce}IVF{nlist},PQ{m}x4fs,Refine(SQ8)"
-    return IndexSpec("ivf_pq_refine", dim, factory, nlist, nprobe=16, k_factor=8, train_size=train_size)
+    factory = f"{reduce}IVF{nlist},SQ8"
+    return IndexSpec("ivf_sq8_disk_rerank", dim, factory, nlist, nprobe=16, k_factor=8, train_size=train_size)
+
+
+class _Float16Rows:
+    """The full vectors as float16 for re-ranking, row ``i`` for FAISS position ``i``.
+
+    Rows live in a file that is memory-mapped for reading: a saved ``vectors.f16`` (rows added
+    after loading stay in RAM until the next save), or, while an index is built, an anonymous
+    temporary file that adds append to with ``write`` (so that building 1M rows does not hold
+    them in RAM either)."""
+
+    def __init__(self, dim: int, path: Path | None = None, count: int = 0) -> None:
+        self.dim = dim
+        self._file = None if path else tempfile.TemporaryFile()  # noqa: SIM115 (lives with the index)
+        self._mapped = self._map(path, count) if path else np.zeros((0, dim), np.float16)
+        self._written = 0  # rows in the temporary file
+        self._added: list[np.ndarray] = []
+
+    def __len__(self) -> int:
+        base = self._written if self._file is not None else len(self._mapped)
+        return base + sum(len(a) for a in self._added)
+
+    def _map(self, source: Any, count: int) -> np.ndarray:
+        if count == 0:
+            return np.zeros((0, self.dim), np.float16)
+        return np.memmap(source, dtype=np.float16, mode="r", shape=(count, self.dim))
+
+    def append(self, x: np.ndarray) -> None:
+        rows = np.ascontiguousarray(x, dtype=np.float16)
+        if self._file is not None:
+            self._file.seek(self._written * self.dim * 2)
+            self._file.write(rows.tobytes())
+            self._written += len(rows)
+        else:
+            self._added.append(rows)
+
+    def _base(self) -> np.ndarray:
+        if self._file is not None and len(self._mapped) != self._written:
+            self._file.flush()
+            self._mapped = self._map(self._file, self._written)
+        return self._mapped
+
+    def gather(self, positions: np.ndarray) -> np.ndarray:
+        """float32 rows at ``positions`` (any order)."""
+        base = self._base()
+        out = np.empty((len(positions), self.dim), np.float32)
+        mapped = positions < len(base)
+        order = np.argsort(positions[mapped])  # page-cache reads in file order
+        picked = np.nonzero(mapped)[0][order]
+        out[picked] = base[positions[picked]]
+        if not mapped.all():
+            added = np.concatenate(self._added)
+            out[~mapped] = added[positions[~mapped] - len(base)]
+        return out
+
+    def write(self, path: Path) -> None:
+        base = self._base()
+        with open(path, "wb") as f:
+            for start in range(0, len(base), _ADD_CHUNK):
+                f.write(np.ascontiguousarray(base[start : start + _ADD_CHUNK]).tobytes())
+            for rows in self._added:
+                f.write(rows.tobytes())
+
+
+class VectorSource(Protocol):
+    """Rows of float32 vectors that need not all fit in RAM at once."""
+
+    shape: tuple[int, int]
+
+    def rows(self, start: int, stop: int) -> np.ndarray:
+        """Rows ``start:stop`` as a float32 (stop - start, dim) array."""
+        ...
+
+
+class RawVectorFile:
+    """A file of float32 rows (``ndarray.tofile``), read a chunk at a time.
+
+    Reads go through ``np.fromfile`` rather than ``np.memmap``: the page cache then holds the
+    file, and the process RSS counts only the chunk being read, not every page ever touched."""
+
+    def __init__(self, path: str | Path, dim: int) -> None:
+        self.path = Path(path)
+        size = self.path.stat().st_size
+        if size % (4 * dim):
+            raise ValueError(f"{self.path} holds {size} bytes, not a whole number of {dim}-d float32 rows")
+        self.shape = (size // (4 * dim), dim)
+
+    def rows(self, start: int, stop: int) -> np.ndarray:
+        dim = self.shape[1]
+        count = max(0, min(stop, self.shape[0]) - start)
+        x = np.fromfile(self.path, dtype=np.float32, count=count * dim, offset=start * dim * 4)
+        return x.reshape(count, dim)
+
+
+def _chunks(source: np.ndarray | VectorSource, size: int = _ADD_CHUNK) -> Iterator[np.ndarray]:
+    n = source.shape[0]
+    for start in range(0, n, size):
+        stop = start + size
+        chunk = source[start:stop] if isinstance(source, np.ndarray) else source.rows(start, stop)
+        yield _as_matrix(chunk, source.shape[1])
+
+
+def _take(source: np.ndarray | VectorSource, rows: np.ndarray) -> np.ndarray:
+    """Rows ``rows`` (sorted) of ``source``, read one chunk at a time."""
+    if isinstance(source, np.ndarray):
+        return _as_matrix(source[rows], source.shape[1])
+    out, start = [], 0
+    for chunk in _chunks(source):
+        inside = rows[(rows >= start) & (rows < start + len(chunk))]
+        out.append(chunk[inside - start])
+        start += len(chunk)
+    return np.concatenate(out) if out else np.zeros((0, source.shape[1]), np.float32)
+
+
+def _exact_knn(source: np.ndarray | VectorSource, queries: np.ndarray, k: int) -> np.ndarray:
+    """Positions of the exact top-``k`` inner products, brute force one chunk at a time so
+    that the ground truth of a corpus larger than RAM needs only one chunk in memory."""
+    best_d = np.full((len(queries), 0), -np.inf, np.float32)
+    best_i = np.zeros((len(queries), 0), np.int64)
+    start = 0
+    for chunk in _chunks(source):
+        d, i = faiss.knn(queries, chunk, min(k, len(chunk)), metric=faiss.METRIC_INNER_PRODUCT)
+        d, i = np.hstack([best_d, d]), np.hstack([best_i, i + start])
+        top = np.argsort(-d, axis=1, kind="stable")[:, :k]
+        best_d, best_i = np.take_along_axis(d, top, 1), np.take_along_axis(i, top, 1)
+        start += len(chunk)
+    return best_i
 
 
 def _as_matrix(vectors: np.ndarray, dim: int) -> np.ndarray:
@@ -125,9 +267,15 @@ class PosterIndex:
         kind: str = "",
         model_version: str = "",
         trained_count: int = 0,
+        rows: _Float16Rows | None = None,
     ) -> None:
         if index.ntotal != len(ids):
             raise ValueError(f"index holds {index.ntotal} vectors but {len(ids)} ids were given")
+        if spec.reranks_from_disk:
+            rows = rows if rows is not None else _Float16Rows(spec.dim)
+            if len(rows) != index.ntotal:
+                raise ValueError(f"index holds {index.ntotal} vectors but {len(rows)} re-ranking rows")
+        self._rows = rows if spec.reranks_from_disk else None
         self.index = index
         self.kind = kind
         self.model_version = model_version
@@ -171,14 +319,35 @@ class PosterIndex:
             x = x[keep]
         for start in range(0, len(x), _ADD_CHUNK):
             self.index.add(x[start : start + _ADD_CHUNK])
+            if self._rows is not None:
+                self._rows.append(x[start : start + _ADD_CHUNK])
         for pid in fresh:
             self._pos[pid] = len(self._ids)
             self._ids.append(pid)
         return len(fresh)
 
     def search_positions(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Raw FAISS answer: scores and row positions (-1 where fewer than k exist)."""
-        return self.index.search(_as_matrix(queries, self.dim), k)
+        """Scores and row positions (-1 where fewer than k exist): FAISS's answer, or for
+        ``ivf_sq8_disk_rerank`` its ``k_factor * k`` candidates re-ranked by inner product with
+        their float16 vectors (scores within ~1e-3 of the float32 cosine)."""
+        q = _as_matrix(queries, self.dim)
+        if self._rows is None:
+            return self.index.search(q, k)
+        _, cand = self.index.search(q, max(k, math.ceil(k * self.spec.k_factor)))
+        scores = np.full(cand.shape, -np.inf, np.float32)
+        for start in range(0, len(q), _RERANK_BLOCK):
+            block = cand[start : start + _RERANK_BLOCK]
+            query_of, slot = np.nonzero(block >= 0)
+            vectors = self._rows.gather(block[query_of, slot])
+            scores[start + query_of, slot] = np.einsum("md,md->m", vectors, q[start + query_of])
+        top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+        scores, pos = np.take_along_axis(scores, top, 1), np.take_along_axis(cand, top, 1)
+        pos[~np.isfinite(scores)] = -1
+        if pos.shape[1] < k:  # fewer candidates than k: pad as FAISS does
+            pad = k - pos.shape[1]
+            scores = np.pad(scores, ((0, 0), (0, pad)), constant_values=-np.inf)
+            pos = np.pad(pos, ((0, 0), (0, pad)), constant_values=-1)
+        return scores, pos
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, list[list[str]]]:
         """Top-``k`` cosine scores (q, k) and, per query, the poster ids of the hits found
@@ -187,7 +356,9 @@ class PosterIndex:
         scores = np.where(pos >= 0, scores, -np.inf).astype(np.float32)
         return scores, [[self._ids[p] for p in row if p >= 0] for row in pos]
 
-    def tune_nprobe(self, vectors: np.ndarray, target: float = 0.95, sample: int = 200, seed: int = 0) -> int:
+    def tune_nprobe(
+        self, vectors: np.ndarray | VectorSource, target: float = 0.95, sample: int = 200, seed: int = 0
+    ) -> int:
         """Smallest power-of-two ``nprobe`` (from the spec's) whose recall@10 on ``sample``
         indexed rows reaches ``target``; kept in the spec so it is saved with the index.
         How many lists a query must visit depends on how the data clusters, so it is measured
@@ -229,7 +400,9 @@ class PosterIndex:
         with atomic_dir(folder / generation) as tmp:
             faiss.write_index(self.index, str(tmp / _INDEX_FILE))
             (tmp / _IDS_FILE).write_text("\n".join(self._ids), encoding="ascii")
-            for name in (_INDEX_FILE, _IDS_FILE):
+            if self._rows is not None:
+                self._rows.write(tmp / _VECTORS_FILE)
+            for name in _file_names(self.spec):
                 _fsync(tmp / name)
                 files[name] = {
                     "sha256": file_sha256(tmp / name, use_cache=False),
@@ -268,12 +441,12 @@ class PosterIndex:
             spec = IndexSpec.from_dict(meta["spec"])
             expected = {
                 n: (int(meta["files"][n]["bytes"]), str(meta["files"][n]["sha256"]))
-                for n in (_INDEX_FILE, _IDS_FILE)
+                for n in _file_names(spec)
             }
             count, dim = int(meta["count"]), int(meta["dim"])
         except (KeyError, TypeError, ValueError) as e:
             raise IndexCorruptError(f"{folder / _META} lacks a field: {e}") from e
-        for name in (_INDEX_FILE, _IDS_FILE):
+        for name in expected:
             path = data / name
             if not path.exists():
                 raise IndexMissingError(f"{path} is missing")
@@ -290,6 +463,11 @@ class PosterIndex:
             raise IndexCorruptError(
                 f"{folder}: index has {index.ntotal} x {index.d}, id map {len(ids)}, meta {count} x {dim}"
             )
+        rows = None
+        if spec.reranks_from_disk:
+            if (data / _VECTORS_FILE).stat().st_size != count * dim * 2:
+                raise IndexCorruptError(f"{data / _VECTORS_FILE} does not hold {count} x {dim} float16 rows")
+            rows = _Float16Rows(dim, data / _VECTORS_FILE, count)
         return cls(
             index,
             ids,
@@ -297,7 +475,12 @@ class PosterIndex:
             kind=meta.get("kind", ""),
             model_version=meta.get("model_version", ""),
             trained_count=int(meta.get("trained_count", 0)),
+            rows=rows,
         )
+
+
+def _file_names(spec: IndexSpec) -> tuple[str, ...]:
+    return (_INDEX_FILE, _IDS_FILE, _VECTORS_FILE) if spec.reranks_from_disk else (_INDEX_FILE, _IDS_FILE)
 
 
 def _previous_generation(folder: Path) -> str | None:
@@ -322,7 +505,7 @@ def _read_meta(folder: Path) -> dict[str, Any]:
 
 
 def build_index(
-    vectors: np.ndarray,
+    vectors: np.ndarray | VectorSource,
     ids: Sequence[str],
     spec: IndexSpec,
     kind: str = "",
@@ -332,40 +515,58 @@ def build_index(
 ) -> PosterIndex:
     """Create, train (on a random sample of ``spec.train_size`` vectors) and fill an index;
     for IVF indexes, raise ``nprobe`` until recall@10 reaches ``target_recall`` (None: keep
-    the spec's)."""
-    x = _as_matrix(vectors, spec.dim)
+    the spec's).
+
+    ``vectors`` may be a ``VectorSource`` (e.g. ``RawVectorFile``): then only the training
+    sample and one chunk of ``_ADD_CHUNK`` rows are in RAM at a time (1M x 1280: peak about
+    2 GiB instead of 4.8 GiB of vectors plus the index)."""
+    if isinstance(vectors, np.ndarray) or not hasattr(vectors, "rows"):
+        vectors = _as_matrix(vectors, spec.dim)
+    n, dim = vectors.shape
+    if dim != spec.dim:
+        raise ValueError(f"expected vectors of shape (n, {spec.dim}), got {vectors.shape}")
+    if len(ids) != n:
+        raise ValueError(f"{n} vectors but {len(ids)} ids")
     index = faiss.index_factory(spec.dim, spec.factory, faiss.METRIC_INNER_PRODUCT)
     trained = 0
     if not index.is_trained:
-        if len(x) < spec.nlist:
-            raise ValueError(f"{spec.factory} needs at least {spec.nlist} training vectors, got {len(x)}")
-        take = min(len(x), spec.train_size or len(x))
-        rows = np.sort(np.random.default_rng(seed).choice(len(x), take, replace=False))
-        index.train(x[rows])
-        trained = len(x)
+        if n < spec.nlist:
+            raise ValueError(f"{spec.factory} needs at least {spec.nlist} training vectors, got {n}")
+        take = min(n, spec.train_size or n)
+        rows = np.sort(np.random.default_rng(seed).choice(n, take, replace=False))
+        index.train(_take(vectors, rows))
+        trained = n
     out = PosterIndex(index, [], spec, kind=kind, model_version=model_version, trained_count=trained)
-    out.add(x, ids)
+    start = 0
+    for chunk in _chunks(vectors):
+        out.add(chunk, ids[start : start + len(chunk)])
+        start += len(chunk)
     if spec.nlist and target_recall:
-        out.tune_nprobe(x, target_recall, seed=seed)
+        out.tune_nprobe(vectors, target_recall, seed=seed)
     return out
 
 
 def recall_at_k(
-    index: PosterIndex, vectors: np.ndarray, sample: np.ndarray | int = 1000, k: int = 10, seed: int = 0
+    index: PosterIndex,
+    vectors: np.ndarray | VectorSource,
+    sample: np.ndarray | int = 1000,
+    k: int = 10,
+    seed: int = 0,
 ) -> float:
     """Share of the exact top-``k`` (brute force over ``vectors``, the index's rows in order)
     that the index returns for the query vectors ``sample`` (held out), or for ``sample``
     random rows of ``vectors`` when an int."""
-    x = _as_matrix(vectors, index.dim)
-    if len(x) != index.count:
-        raise ValueError(f"{len(x)} vectors for an index of {index.count}")
+    x = vectors if hasattr(vectors, "rows") else _as_matrix(vectors, index.dim)
+    n = x.shape[0]
+    if n != index.count or x.shape[1] != index.dim:
+        raise ValueError(f"{x.shape} vectors for an index of {index.count} x {index.dim}")
     if isinstance(sample, int):
-        rows = np.random.default_rng(seed).choice(len(x), min(sample, len(x)), replace=False)
-        queries = x[rows]
+        rows = np.sort(np.random.default_rng(seed).choice(n, min(sample, n), replace=False))
+        queries = _take(x, rows)
     else:
         queries = _as_matrix(sample, index.dim)
-    k = min(k, len(x))
-    _, exact = faiss.knn(queries, x, k, metric=faiss.METRIC_INNER_PRODUCT)
+    k = min(k, n)
+    exact = _exact_knn(x, queries, k)
     _, found = index.search_positions(queries, k)
     hits = sum(len(set(e.tolist()) & set(f.tolist())) for e, f in zip(exact, found, strict=True))
     return hits / (k * len(queries))

@@ -13,6 +13,7 @@ from poster_assets.search.index import (
     IndexMissingError,
     IndexSpec,
     PosterIndex,
+    RawVectorFile,
     build_index,
     choose_index_spec,
     recall_at_k,
@@ -39,11 +40,14 @@ _SMALL_IVF = IndexSpec("ivf_sq8_refine", 64, "PCA32,IVF32,SQ8,RFlat", nlist=32, 
 def test_spec_is_exact_for_small_corpora_and_approximate_for_large():
     assert choose_index_spec(1_000, 1280).kind == "flat"
     assert choose_index_spec(49_999, 1280).factory == "Flat"
-    medium = choose_index_spec(1_000_000, 1280)
-    assert medium.kind == "ivf_sq8_refine" and medium.factory.startswith("PCA256,IVF4000,")
+    medium = choose_index_spec(100_000, 1280)  # 0.5 GiB of floats: within the default budget
+    assert medium.kind == "ivf_sq8_refine" and medium.factory.startswith("PCA256,IVF1264,")
     assert medium.nprobe > 0 and medium.train_size >= 39 * medium.nlist
-    large = choose_index_spec(10_000_000, 1280)
-    assert large.kind == "ivf_pq_refine" and "PQ128x4fs" in large.factory
+    large = choose_index_spec(1_000_000, 1280)
+    assert large.kind == "ivf_sq8_disk_rerank" and large.factory == "PCA256,IVF4000,SQ8"
+    assert large.train_size >= 39 * large.nlist and large.reranks_from_disk
+    assert large.search_params == "nprobe=16"  # k_factor is ours, not FAISS's, for this kind
+    assert choose_index_spec(1_000_000, 1280, memory_budget=8 << 30).kind == "ivf_sq8_refine"
     assert IndexSpec.from_dict(json.loads(json.dumps(large.to_dict()))) == large
 
 
@@ -81,10 +85,80 @@ def test_chosen_approximate_specs_reach_high_recall():
     queries = _clustered(300, 64, seed=3, clusters=300)
     for budget in (1 << 30, 1):  # float re-ranking fits / does not fit the memory budget
         spec = choose_index_spec(len(x), 64, memory_budget=budget)
-        assert spec.kind == ("ivf_sq8_refine" if budget > 1 else "ivf_pq_refine")
+        assert spec.kind == ("ivf_sq8_refine" if budget > 1 else "ivf_sq8_disk_rerank")
         index = build_index(x, _ids(len(x)), spec)
         assert index.spec.nprobe >= spec.nprobe  # tuned on indexed rows
         assert recall_at_k(index, x, queries, k=10) >= 0.9
+
+
+_SMALL_DISK = IndexSpec("ivf_sq8_disk_rerank", 64, "PCA32,IVF32,SQ8", nlist=32, nprobe=32, k_factor=4)
+
+
+def test_disk_rerank_matches_exact_and_survives_save_load_and_adds(tmp_path):
+    x, ids = _clustered(1_500, 64), _ids(1_500)
+    queries = _clustered(30, 64, seed=7)
+    index = build_index(x[:1_000], ids[:1_000], _SMALL_DISK, target_recall=None)
+    assert index.add(x[1_000:], ids[1_000:]) == 500
+    exact = build_index(x, ids, choose_index_spec(len(x), 64))
+    s1, h1 = index.search(queries, 10)
+    s0, h0 = exact.search(queries, 10)
+    assert np.mean([len(set(a) & set(b)) / 10 for a, b in zip(h0, h1, strict=True)]) >= 0.95
+    np.testing.assert_allclose(s1, s0, atol=2e-3)  # float16 re-ranking: cosine to ~1e-3
+
+    index.save(tmp_path)
+    meta = json.loads((tmp_path / "meta.json").read_text())
+    assert meta["files"]["vectors.f16"]["bytes"] == 1_500 * 64 * 2
+    loaded = PosterIndex.load(tmp_path)
+    s2, h2 = loaded.search(queries, 10)
+    assert h2 == h1
+    np.testing.assert_array_equal(s2, s1)
+    # Rows added after loading are re-ranked from RAM, then saved with the mapped ones.
+    more, more_ids = _clustered(20, 64, seed=8), _ids(20, offset=1_500)
+    assert loaded.add(more, more_ids) == 20
+    assert [h[0] for h in loaded.search(more[:3], 2)[1]] == more_ids[:3]
+    loaded.save(tmp_path)
+    again = PosterIndex.load(tmp_path)
+    assert again.count == 1_520 and [h[0] for h in again.search(more[:3], 2)[1]] == more_ids[:3]
+
+    scores, hits = build_index(x[:40], ids[:40], _SMALL_DISK).search(x[:1], 50)  # fewer than k
+    assert len(hits[0]) == 40 and np.isinf(scores[0, 40:]).all()
+
+    data = tmp_path / json.loads((tmp_path / "meta.json").read_text())["data"]
+    blob = (data / "vectors.f16").read_bytes()
+    (data / "vectors.f16").write_bytes(blob[:-2] + b"\x00\x7c")
+    with pytest.raises(IndexCorruptError, match="checksum"):
+        PosterIndex.load(tmp_path)
+    (data / "vectors.f16").write_bytes(blob[:-2])
+    with pytest.raises(IndexCorruptError):
+        PosterIndex.load(tmp_path, verify=False)
+
+
+@pytest.mark.slow  # trains IVF on 60k vectors read from a file
+def test_index_over_budget_built_from_a_file_keeps_recall_and_survives_save_load(tmp_path):
+    # The type chosen above the memory budget (1M x 1280 in production), built the way a
+    # corpus larger than RAM is: from float32 rows on disk, a chunk at a time.
+    dim = 128
+    x, ids = _clustered(60_000, dim, clusters=300), _ids(60_000)
+    queries = _clustered(300, dim, seed=5, clusters=300)
+    x.tofile(tmp_path / "vectors.f32")
+    source = RawVectorFile(tmp_path / "vectors.f32", dim)
+    assert source.shape == x.shape
+    np.testing.assert_array_equal(source.rows(59_990, 70_000), x[59_990:])
+    spec = choose_index_spec(len(x), dim, memory_budget=1)
+    assert spec.kind == "ivf_sq8_disk_rerank" and spec.factory == "IVF979,SQ8"
+    index = build_index(source, ids, spec, kind="poster", model_version="m@1")
+    assert index.ids == ids
+    recall = recall_at_k(index, x, queries, k=10)
+    assert recall >= 0.95
+    assert recall_at_k(index, source, queries, k=10) == recall
+
+    index.save(tmp_path / "idx")
+    loaded = PosterIndex.load(tmp_path / "idx")
+    assert (loaded.spec, loaded.ids) == (index.spec, ids)
+    s1, h1 = index.search(queries, 10)
+    s2, h2 = loaded.search(queries, 10)
+    assert h1 == h2
+    np.testing.assert_array_equal(s1, s2)
 
 
 def test_save_load_round_trip(tmp_path):
