@@ -45,6 +45,8 @@ _REMEDY = {
     "ssl": "the encoder is refused until it is trained and exported again (`poster-assets train-encoder`)",
     # <models>/int8/<model>/<plan>/: judged INT8 networks (``models.quantize``).
     "int8": "the float model runs instead until the INT8 network is made and judged again (`int8.prepare`)",
+    # <models>/resized/: networks reshaped to their run size (``dense.read_float``).
+    "resized": "it is rewritten again from the verified network when next used",
 }
 
 ArtifactState = Literal["ok", "changed", "unrecorded"]

@@ -182,3 +182,35 @@ def _cli():
     from poster_assets.cli import main
 
     return main
+
+
+def test_the_network_at_its_run_size_is_kept_as_checked_ir(
+    models: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The graph rewritten to its run size is written once as IR under ``models/resized/`` with
+    its record; a new process (caches cleared) reads that IR instead of rewriting and predicts
+    the same; a changed IR is refused and written again."""
+    from poster_assets.models import artifacts, onnx_resize
+
+    rgb = _poster()
+    first = ForegroundSegmenter(models, int8=None).predict(rgb)
+    (folder,) = (models / dense.RESIZED_DIR).iterdir()
+    assert artifacts.artifact_status(folder, rehash=True).state == "ok"
+
+    def no_rewrite(*_: object) -> None:
+        raise AssertionError("the graph was rewritten again")
+
+    dense._compiled_float.cache_clear()
+    with monkeypatch.context() as m:
+        m.setattr(onnx_resize, "read_resized", no_rewrite)
+        again = ForegroundSegmenter(models, int8=None).predict(rgb)
+    np.testing.assert_array_equal(again, first)
+
+    bin_path = folder / artifacts.IR_FILES[1]
+    bin_path.write_bytes(bin_path.read_bytes() + b"\0")
+    dense._compiled_float.cache_clear()
+    with caplog.at_level("WARNING"):
+        healed = ForegroundSegmenter(models, int8=None).predict(rgb)
+    np.testing.assert_array_equal(healed, first)
+    assert "writing it again" in caplog.text
+    assert artifacts.artifact_status(folder, rehash=True).state == "ok"
