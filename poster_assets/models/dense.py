@@ -133,8 +133,10 @@ def _resized(spec: ModelSpec, path: Path, cache_dir: str | None) -> ov.Model:
             ov.save_model(model, str(tmp / artifacts.IR_FILES[0]), compress_to_fp16=False)
             made_from = {"model": model_version(spec), "run_size": list(spec.input.run_size)}
             artifacts.record_hashes(tmp, source=made_from)
-    except OSError as exc:
-        log.debug("cannot keep the resized %s: %s", spec.name, exc)
+    except (OSError, RuntimeError) as exc:
+        # OpenVINO reports a failed write (a full disk) as RuntimeError: that must not read as
+        # "cannot run at this size" to ``network_problem``, which would refuse the network.
+        log.warning("cannot keep the resized %s (%s); it is rewritten in each process", spec.name, exc)
     return model
 
 

@@ -214,3 +214,19 @@ def test_the_network_at_its_run_size_is_kept_as_checked_ir(
     np.testing.assert_array_equal(healed, first)
     assert "writing it again" in caplog.text
     assert artifacts.artifact_status(folder, rehash=True).state == "ok"
+
+
+def test_a_resized_ir_that_cannot_be_written_costs_only_time(
+    models: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """OpenVINO fails a write (a full disk) with RuntimeError: the network still runs, from the
+    graph rewritten in memory, and is not refused as one that cannot run at its size."""
+
+    def full_disk(*_: object, **__: object) -> None:
+        raise RuntimeError("No space left on device")
+
+    monkeypatch.setattr(dense.ov, "save_model", full_disk)
+    seg = ForegroundSegmenter(models, int8=None)
+    assert seg.neural, seg.reason
+    assert seg.predict(_poster()).shape == _poster().shape[:2]
+    assert not (models / dense.RESIZED_DIR).exists() or not any((models / dense.RESIZED_DIR).iterdir())
