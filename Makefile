@@ -7,7 +7,7 @@ N ?= 200
 UI_PORT ?= 3000
 SCREENSHOTS ?= $(CURDIR)/poster_data/ui-screenshots
 
-.PHONY: install demo ssl quantize test test-fast ui ui-check lint docs clean-data
+.PHONY: install demo ssl quantize test test-fast test-scale ui ui-check lint docs clean-data
 
 # The venv is made once: re-making it over itself with another interpreter than the one it was
 # made with (another python3.11 on PATH) would break it; a changed pyproject only re-installs.
@@ -42,6 +42,16 @@ test: $(STAMP)
 # The contributor's lane: no real model runs, no training (about a minute).
 test-fast: $(STAMP)
 	$(BIN)/pytest -m "not slow"
+
+# The several-machines lane: PostgreSQL, Redis and two Celery workers on loopback
+# (deploy/celery/services.sh; installed from Debian when missing, which needs root) extract batches
+# side by side and after a worker is killed (about 10 minutes on 2 cores).
+test-scale: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,scale]'
+	@command -v redis-server >/dev/null || { apt-get update && apt-get install -y --no-install-recommends redis-server; }
+	@command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
+	  { apt-get update && apt-get install -y --no-install-recommends postgresql; }
+	$(BIN)/pytest -m scale poster_assets_tests/scale
 
 ui: $(STAMP)
 	$(BIN)/poster-assets ui --port $(UI_PORT)

@@ -46,3 +46,25 @@ def offline() -> bool:
     """True when ``POSTER_ASSETS_OFFLINE`` is set (``1``, ``true``, ``yes``): nothing is pulled;
     the extractors use what is present and the named fallbacks for the rest (tests, CI)."""
     return os.environ.get(OFFLINE_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+EXECUTOR_ENV = "POSTER_ASSETS_EXECUTOR"
+EXECUTORS = ("in_process", "multiprocess", "celery")
+CELERY_BROKER_ENV = "POSTER_ASSETS_CELERY_BROKER"
+DEFAULT_CELERY_BROKER = "redis://127.0.0.1:6379/0"
+
+
+def executor_name() -> str:
+    """How runs execute their steps (``POSTER_ASSETS_EXECUTOR``): ``in_process`` (the default:
+    one process per run), ``multiprocess`` (a process per step, steps side by side) or
+    ``celery`` (steps as tasks for Celery workers, ``deploy/celery``)."""
+    name = os.environ.get(EXECUTOR_ENV, "").strip().lower() or "in_process"
+    if name not in EXECUTORS:
+        raise ValueError(f"{EXECUTOR_ENV}={name!r}: expected one of {', '.join(EXECUTORS)}")
+    return name
+
+
+def celery_broker() -> str:
+    """The Celery broker (and result backend) URL, ``POSTER_ASSETS_CELERY_BROKER``: Redis on
+    loopback unless set."""
+    return os.environ.get(CELERY_BROKER_ENV, "").strip() or DEFAULT_CELERY_BROKER

@@ -103,13 +103,21 @@ def ingest(folder: Path, sidecar: Path | None, recursive: bool, extract: bool) -
     help="Also run every batch with a poster left to do at the current model versions "
     "(a batch complete at them is not run again).",
 )
-def run(every: bool) -> None:
+@click.option(
+    "--parallel",
+    default=1,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Batch runs at once; needs POSTER_ASSETS_EXECUTOR=multiprocess or celery (README: "
+    '"Many cores, many machines").',
+)
+def run(every: bool, parallel: int) -> None:
     """Materialize every batch that has missing assets, then the corpus-wide assets (indexes,
     dbt models) that are behind what they read. Nothing is launched that would change nothing."""
     from poster_assets.cli import runs
 
     inst = runs.instance()
-    results = runs.run_pending(inst, every=every, echo=click.echo)
+    results = runs.run_pending(inst, every=every, echo=click.echo, parallel=parallel)
     failed = [b for b, ok in results if not ok]
     click.echo(f"{len(results)} run(s), {len(failed)} failed")
     if failed:

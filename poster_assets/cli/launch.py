@@ -10,6 +10,7 @@ location ``workspace.yaml`` declares, so a run started by ``poster-assets run`` 
 from __future__ import annotations
 
 import functools
+import socket
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -33,6 +34,10 @@ ROOT = Path(__file__).resolve().parents[2]
 WORKSPACE = ROOT / "workspace.yaml"
 # The module-level name of the Definitions object in the location's module.
 _DEFS_ATTRIBUTE = "defs"
+# The machine whose process runs a run: only there can a vanished process id mean a killed run
+# (``runs.fail_orphaned_runs``), when several machines share the instance (``deploy/celery``).
+HOST_TAG = "poster_assets/host"
+HOST = socket.gethostname()
 
 
 @functools.cache
@@ -81,7 +86,7 @@ def execute(
         job_def=recon.get_definition(),
         execution_plan=plan,
         run_config=run_config,
-        tags={**job.run_tags, **tags},
+        tags={**job.run_tags, **tags, HOST_TAG: HOST},
         asset_selection=frozenset(asset_selection) if asset_selection else None,
         remote_job_origin=remote,
         job_code_origin=recon.get_python_origin(),

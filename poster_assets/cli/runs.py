@@ -7,8 +7,10 @@ The CLI and ``make demo`` use this, so their runs (as runs of the UI's code loca
 from __future__ import annotations
 
 import functools
+import multiprocessing
 import os
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,7 +20,7 @@ import yaml
 from dagster._core.definitions.data_version import DATA_VERSION_TAG
 
 from poster_assets import settings
-from poster_assets.cli.launch import execute
+from poster_assets.cli.launch import HOST, HOST_TAG, execute
 from poster_assets.defs.batch_runs import batch_job_assets, stale_batches
 from poster_assets.defs.partitions import BATCHES
 from poster_assets.ingest.batches import BatchManifest
@@ -107,13 +109,17 @@ def _alive(pid: int) -> bool:
 
 
 def fail_orphaned_runs(inst: dg.DagsterInstance) -> list[str]:
-    """Mark failed the runs still "started" whose process is gone (a killed `poster-assets run`,
-    a closed laptop), and free their pool slots: otherwise the ``poster_db`` slot a killed writer
-    held stays taken and every later writer waits for it forever. Returns their run ids."""
+    """Mark failed the runs still "started" on this machine whose process is gone (a killed
+    `poster-assets run`, a closed laptop), and free their pool slots: otherwise the slot a killed
+    writer held stays taken and every later writer waits for it forever. Slots still held by a
+    run that ended are freed too (dagster-celery keeps a step's slot when its worker could not
+    start the step). Returns the ids of the runs marked failed."""
     orphans = []
     active = dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.STARTING])
     for record in inst.get_run_records(filters=active):
         run = record.dagster_run
+        if run.tags.get(HOST_TAG, HOST) != HOST:  # its process is on another machine
+            continue
         starts = inst.all_logs(run.run_id, of_type=dg.DagsterEventType.RUN_START)
         pids = {e.dagster_event.pid for e in starts if e.dagster_event and e.dagster_event.pid}
         if not pids or any(_alive(pid) for pid in pids):
@@ -121,7 +127,24 @@ def fail_orphaned_runs(inst: dg.DagsterInstance) -> list[str]:
         inst.report_run_failed(run, f"the process that ran it ({', '.join(map(str, pids))}) is gone")
         inst.event_log_storage.free_concurrency_slots_for_run(run.run_id)
         orphans.append(run.run_id)
+    free_slots_of_ended_runs(inst)
     return orphans
+
+
+def free_slots_of_ended_runs(inst: dg.DagsterInstance) -> list[str]:
+    """Give back the pool slots claimed by runs that have ended; the ids of those runs."""
+    storage = inst.event_log_storage
+    holders = {
+        claim.run_id
+        for pool in storage.get_concurrency_keys()
+        for claim in storage.get_concurrency_info(pool).claimed_slots
+    }
+    ended = [
+        run_id for run_id in sorted(holders) if (run := inst.get_run_by_id(run_id)) is None or run.is_finished
+    ]
+    for run_id in ended:
+        storage.free_concurrency_slots_for_run(run_id)
+    return ended
 
 
 @functools.cache
@@ -237,14 +260,49 @@ def refresh_corpus(
     return run_corpus(inst).success
 
 
+def run_batches(
+    inst: dg.DagsterInstance, batches: list[str], parallel: int = 1, echo: Callable[[str], None] = print
+) -> list[tuple[str, bool]]:
+    """Run ``batch_job`` for each of ``batches``, up to ``parallel`` runs at once; (batch,
+    success) in the order given. Runs at once need an executor that puts steps in processes of
+    their own (``POSTER_ASSETS_EXECUTOR``); each run is orchestrated by a child process of its
+    own (Dagster sets up logging per run, which threads of one process would deadlock on), and
+    how many batches extract at the same time is the ``poster_batch`` pool's limit."""
+    if parallel <= 1 or len(batches) <= 1:
+        results = []
+        for batch in batches:
+            echo(f"materializing batch {batch} …")
+            results.append((batch, run_batch(inst, batch).success))
+        return results
+    if settings.executor_name() == "in_process":
+        raise click.UsageError(
+            f"running batches at once needs {settings.EXECUTOR_ENV}=multiprocess or celery: "
+            "with the in-process executor each run would load every model in its own process"
+        )
+    for batch in batches:
+        echo(f"materializing batch {batch} (up to {parallel} at once) …")
+    spawn = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=min(parallel, len(batches)), mp_context=spawn) as pool:
+        return list(zip(batches, pool.map(_run_batch_child, batches), strict=True))
+
+
+def _run_batch_child(batch: str) -> bool:
+    """One batch run in a child process of ``run_batches`` (on the instance the parent set up)."""
+    with dg.DagsterInstance.get() as inst:
+        return run_batch(inst, batch).success
+
+
 def run_pending(
-    inst: dg.DagsterInstance, every: bool = False, echo: Callable[[str], None] = print
+    inst: dg.DagsterInstance,
+    every: bool = False,
+    echo: Callable[[str], None] = print,
+    parallel: int = 1,
 ) -> list[tuple[str, bool]]:
     """Observe the models if one changed, run every batch with missing assets (with ``every``:
-    every batch a run would change, ``stale_batches``), then the corpus-wide assets that are
-    behind their inputs. Nothing is launched that would change nothing: a refresh with nothing
-    new costs the reads that tell so. The observation is not in the results: a failed one is
-    said and the runs go on."""
+    every batch a run would change, ``stale_batches``; up to ``parallel`` at once), then the
+    corpus-wide assets that are behind their inputs. Nothing is launched that would change
+    nothing: a refresh with nothing new costs the reads that tell so. The observation is not in
+    the results: a failed one is said and the runs go on."""
     from poster_assets.extract.versions import current_versions
     from poster_assets.models.hub import Models
 
@@ -262,10 +320,7 @@ def run_pending(
             echo(f"{skipped} batch(es) complete at the current model versions or running: not run")
     else:
         batches = pending_batches(inst)
-    results = []
-    for batch in batches:
-        echo(f"materializing batch {batch} …")
-        results.append((batch, run_batch(inst, batch).success))
+    results = run_batches(inst, batches, parallel, echo)
     corpus = refresh_corpus(inst, store, current, echo)
     if corpus is not None:
         results.append(("corpus", corpus))

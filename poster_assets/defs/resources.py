@@ -12,9 +12,15 @@ from poster_assets import settings
 from poster_assets.models.hub import Models
 from poster_assets.storage.store import DEFAULT_LOCK_TIMEOUT_S, Store
 
-# Every asset that writes the DuckDB file is in this pool; the instance config the project ships
-# (`cli/runs.py`) limits it to 1, so writers queue in Dagster instead of meeting on the file lock.
+# Steps that hold the DuckDB file for their whole length (dbt's build, the index's neighbours):
+# the instance config the project ships (`cli/runs.py`) limits every pool to 1, so they queue in
+# Dagster instead of meeting on the file lock.
 DB_POOL = "poster_db"
+# The per-batch steps: minutes of decoding and inference, the file opened only for one short
+# transaction per chunk (a writer waits for the lock, `storage/database.py`). Their limit is how
+# many batches extract at once: 1 on a laptop, where one batch keeps every core busy; one per
+# worker process on a cluster (`deploy/celery`).
+BATCH_POOL = "poster_batch"
 
 
 class PosterStore(dg.ConfigurableResource, Store):

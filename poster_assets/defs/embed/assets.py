@@ -8,7 +8,7 @@ from poster_assets.defs.facts import current_posters, extraction_facts
 from poster_assets.defs.metadata import extraction_metadata, image_markdown, table_definition
 from poster_assets.defs.models.sources import model_key
 from poster_assets.defs.partitions import batch_partitions
-from poster_assets.defs.resources import DB_POOL, ModelsResource, PosterStore
+from poster_assets.defs.resources import BATCH_POOL, ModelsResource, PosterStore
 from poster_assets.embed.kinds import foreground_crop
 from poster_assets.embed.vectors import EMBEDDINGS_TABLE, embed_chunk, stored_masks
 from poster_assets.extract.runner import PosterRef, Rows, batched, load_rgb, run_extraction
@@ -32,7 +32,7 @@ _PREVIEW_POSTERS = 6
     ],
     kinds={"openvino", "duckdb"},
     code_version=EMBEDDINGS_METHOD,
-    pool=DB_POOL,
+    pool=BATCH_POOL,
     metadata=table_definition(EMBEDDINGS_TABLE),
 )
 def foreground_embeddings(

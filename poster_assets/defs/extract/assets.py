@@ -21,7 +21,7 @@ from poster_assets.defs.facts import current_posters, extraction_facts
 from poster_assets.defs.metadata import extraction_metadata, image_markdown, table_definition
 from poster_assets.defs.models.sources import model_key
 from poster_assets.defs.partitions import batch_partitions
-from poster_assets.defs.resources import DB_POOL, ModelsResource, PosterStore
+from poster_assets.defs.resources import BATCH_POOL, ModelsResource, PosterStore
 from poster_assets.extract.pipeline import (
     DEPTH,
     EXTRACTORS,
@@ -112,7 +112,7 @@ def _spec(
     ],
     partitions_def=batch_partitions,
     can_subset=True,
-    pool=DB_POOL,
+    pool=BATCH_POOL,
 )
 def poster_extractors(
     context: dg.AssetExecutionContext, store: PosterStore, models: ModelsResource

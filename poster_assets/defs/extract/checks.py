@@ -6,7 +6,7 @@ import dagster as dg
 
 from poster_assets.defs.extract.assets import DEPTH_MAPS, FOREGROUND_MASKS, LAYER_MASKS, OCR_TEXT
 from poster_assets.defs.metadata import table
-from poster_assets.defs.resources import DB_POOL, ModelsResource, PosterStore
+from poster_assets.defs.resources import BATCH_POOL, ModelsResource, PosterStore
 from poster_assets.extract.evaluate import evaluate
 from poster_assets.extract.versions import current_versions
 
@@ -26,8 +26,8 @@ DEPTH_CHECK = "sane_depth_statistics"
         )
     ],
     can_subset=True,
-    # It keeps each poster's scores (``layer_scores``), so it writes the file like every other writer.
-    pool=DB_POOL,
+    # A batch step: it writes each poster's scores (``layer_scores``) in short transactions.
+    pool=BATCH_POOL,
 )
 def layer_quality_check(
     context: dg.AssetCheckExecutionContext, store: PosterStore, models: ModelsResource

@@ -6,7 +6,7 @@ from poster_assets.defs.batches import load_manifest
 from poster_assets.defs.facts import raw_facts
 from poster_assets.defs.metadata import image_markdown, table, table_definition, thumbnail_sheet
 from poster_assets.defs.partitions import batch_partitions
-from poster_assets.defs.resources import DB_POOL, PosterStore
+from poster_assets.defs.resources import BATCH_POOL, PosterStore
 from poster_assets.ingest.decode import DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIDE
 from poster_assets.ingest.ingest import ingest_batch
 from poster_assets.ingest.names import db_text
@@ -27,7 +27,7 @@ class IngestConfig(dg.Config):
     group_name="ingest",
     kinds={"duckdb", "pillow"},
     code_version="decode-v2",
-    pool=DB_POOL,
+    pool=BATCH_POOL,
     metadata=table_definition("raw_posters"),
 )
 def raw_posters(
