@@ -12,7 +12,8 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from poster_assets.cli.runs import ensure_instance_config, fail_orphaned_runs
+from poster_assets.cli.launch import HOST, HOST_TAG
+from poster_assets.cli.runs import ensure_instance_config, fail_orphaned_runs, free_slots_of_ended_runs
 from poster_assets.defs.resources import DB_POOL
 
 # A writer in the pool that takes its slot and then hangs, as a killed `poster-assets run` would.
@@ -27,18 +28,15 @@ _HANGING_WRITER = textwrap.dedent(
         Path("started").touch()
         time.sleep(600)
 
-    dg.materialize([hanging_writer], instance=dg.DagsterInstance.get())
+    dg.materialize([hanging_writer], instance=dg.DagsterInstance.get(), tags={{"{HOST_TAG}": HOST}})
     """
 )
 
 
-@pytest.mark.slow
-def test_a_killed_run_is_failed_and_gives_its_pool_slot_back(tmp_path: Path, monkeypatch) -> None:
-    home = tmp_path / "dagster"
-    home.mkdir()
-    ensure_instance_config(home / "dagster.yaml")
-    monkeypatch.setenv("DAGSTER_HOME", str(home))
-    writer = subprocess.Popen([sys.executable, "-c", _HANGING_WRITER], cwd=tmp_path, env=os.environ.copy())
+def _start_hanging_writer(tmp_path: Path, host: str) -> None:
+    """A run that holds its pool slot, killed (-9) as its machine would see it."""
+    script = f"HOST = {host!r}\n{_HANGING_WRITER}"
+    writer = subprocess.Popen([sys.executable, "-c", script], cwd=tmp_path, env=os.environ.copy())
     try:
         deadline = time.monotonic() + 120
         while not (tmp_path / "started").exists():
@@ -49,6 +47,15 @@ def test_a_killed_run_is_failed_and_gives_its_pool_slot_back(tmp_path: Path, mon
     finally:
         if writer.poll() is None:
             writer.kill()
+
+
+@pytest.mark.slow
+def test_a_killed_run_is_failed_and_gives_its_pool_slot_back(tmp_path: Path, monkeypatch) -> None:
+    home = tmp_path / "dagster"
+    home.mkdir()
+    ensure_instance_config(home / "dagster.yaml")
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    _start_hanging_writer(tmp_path, HOST)
 
     with dg.DagsterInstance.get() as inst:
         assert inst.event_log_storage.get_concurrency_info(DB_POOL).claimed_slots
@@ -63,3 +70,39 @@ def test_a_killed_run_is_failed_and_gives_its_pool_slot_back(tmp_path: Path, mon
             pass
 
         assert dg.materialize([next_writer], instance=inst).success  # would wait forever otherwise
+
+
+@pytest.mark.slow
+def test_a_run_of_another_machine_is_not_judged_by_its_process_id(tmp_path: Path, monkeypatch) -> None:
+    """With the instance shared (``deploy/celery``), a process id means nothing off its machine."""
+    home = tmp_path / "dagster"
+    home.mkdir()
+    ensure_instance_config(home / "dagster.yaml")
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    _start_hanging_writer(tmp_path, "another-machine")
+    with dg.DagsterInstance.get() as inst:
+        (run,) = inst.get_runs()
+        assert fail_orphaned_runs(inst) == []
+        assert inst.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.STARTED
+        assert inst.event_log_storage.get_concurrency_info(DB_POOL).claimed_slots
+
+
+def test_slots_still_held_by_an_ended_run_are_freed(tmp_path: Path, monkeypatch) -> None:
+    home = tmp_path / "dagster"
+    home.mkdir()
+    ensure_instance_config(home / "dagster.yaml")
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+
+    @dg.asset
+    def quick() -> None:
+        pass
+
+    with dg.DagsterInstance.get() as inst:
+        ended = dg.materialize([quick], instance=inst).run_id
+        storage = inst.event_log_storage
+        storage.set_concurrency_slots(DB_POOL, 1)
+        # What dagster-celery leaves when a worker could not start a step: the run failed, its claim stayed.
+        assert storage.claim_concurrency_slot(DB_POOL, ended, "quick").is_claimed
+        assert free_slots_of_ended_runs(inst) == [ended]
+        assert not storage.get_concurrency_info(DB_POOL).claimed_slots
+        assert free_slots_of_ended_runs(inst) == []
