@@ -11,7 +11,7 @@ same steps, including the 8-bit rounding of the mask.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -144,3 +144,39 @@ def read_vectors(
     if not rows:
         return [], np.empty((0, KIND_DIMS.get(kind, 0)), np.float32)
     return [r[0] for r in rows], np.asarray([r[1] for r in rows], dtype=np.float32)
+
+
+def read_ids(store: Store, kind: str, version: str) -> tuple[list[str], int]:
+    """(poster ids ordered by id, width) of the vectors of one kind at one version, without
+    the vectors: what a rebuild reads first to plan its pages and shards."""
+    rows = store.db.query(
+        f"SELECT poster_id, dim FROM {EMBEDDINGS_TABLE} WHERE kind = ? AND model_version = ? "
+        "ORDER BY poster_id",
+        [kind, version],
+    )
+    dims = {r[1] for r in rows}
+    if len(dims) > 1:
+        raise ValueError(f"{kind} vectors at {version} have several widths: {sorted(dims)}")
+    return [r[0] for r in rows], dims.pop() if dims else KIND_DIMS.get(kind, 0)
+
+
+def iter_stored_vectors(
+    store: Store, kind: str, version: str, page: int = 10_000
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(poster ids, (m, dim) float32 vectors) of one kind at one version, in storage order, a
+    ``rowid`` range of ``page`` rows of the table at a time: one pass over the table whatever
+    the corpus. (Pages of sorted ids would each scan the whole table for rows scattered over
+    all of it: 0.7 s a page at 100k x 1280 against 0.2 s for a range of rows, 100x that at 1M.)
+    Fetched as numpy, not Python lists, each page on its own short read-only connection, so
+    writers are not kept waiting for the whole scan. A row moved meanwhile (a concurrent
+    delete and compaction) can be missed: callers check that they got every id they expect."""
+    sql = (
+        f"SELECT poster_id, embedding FROM {EMBEDDINGS_TABLE} WHERE kind = ? AND model_version = ? "
+        "AND rowid BETWEEN ? AND ?"
+    )
+    last = store.db.query(f"SELECT max(rowid) FROM {EMBEDDINGS_TABLE}")[0][0]
+    for start in range(0, (last if last is not None else -1) + 1, page):
+        with store.db.connect(read_only=True) as conn:
+            got = conn.execute(sql, [kind, version, start, start + page - 1]).fetchnumpy()
+        if len(got["poster_id"]):
+            yield got["poster_id"], np.stack(got["embedding"]).astype(np.float32, copy=False)

@@ -81,7 +81,9 @@ class QueryImage:
 
 
 def load_index(kind: str, store: Store | None = None) -> PosterIndex:
-    """The saved index of ``kind``, or a SearchError that says how to build it."""
+    """The saved index of ``kind`` (a ``ShardedIndex`` over all its shards where it is split by
+    poster-id range: searched together, merged by exact score), or a SearchError that says how
+    to build it."""
     if kind not in ALL_KINDS:
         raise SearchError(f"unknown embedding kind {kind!r}; choose one of {', '.join(ALL_KINDS)}")
     store = store or Store.at()

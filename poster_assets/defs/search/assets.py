@@ -1,12 +1,14 @@
 """The similarity indexes over the embeddings: corpus-wide, kept up to date incrementally."""
 
 import dagster as dg
+import numpy as np
 from PIL import Image, ImageOps
 
 from poster_assets.defs.metadata import image_markdown, table, table_definition
 from poster_assets.defs.resources import DB_POOL, ModelsResource, PosterStore
 from poster_assets.extract.versions import current_versions
 from poster_assets.search.api import SearchHit, describe
+from poster_assets.search.index import gather_rows
 from poster_assets.search.sync import (
     IndexUpdate,
     index_recall,
@@ -101,7 +103,7 @@ def _neighbour_rows(store: PosterStore, update: IndexUpdate) -> list[list[Search
     for (query,) in newest:
         if query not in position:
             continue
-        vector = update.vectors[position[query]][None, :]
+        vector = gather_rows(update.vectors, np.array([position[query]]))  # no full copy in RAM
         scores, hits = index.search(vector, min(_PREVIEW_NEIGHBORS + 1, index.count))
         ranked = [(pid, float(s)) for pid, s in zip(hits[0], scores[0], strict=False) if pid != query]
         out.append(describe([(query, 1.0), *ranked[:_PREVIEW_NEIGHBORS]], store))
