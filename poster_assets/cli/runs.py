@@ -39,8 +39,9 @@ _QUIET = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
 
 # What the instance config must say, merged into an existing dagster.yaml. Runs stay on this
 # machine, so the instance should not reach the network either; and DuckDB has one writer, so the
-# assets of the ``poster_db`` pool (every writer) run one at a time, queued by Dagster rather
-# than meeting on the file lock (the default limit applies to every pool without its own).
+# steps of each pool (``poster_db``: those holding the file for long; ``poster_batch``: one
+# batch's extraction) run one at a time, queued by Dagster rather than meeting on the file lock
+# (the default limit applies to every pool without its own; a cluster raises ``poster_batch``).
 SHIPPED_INSTANCE_CONFIG: dict[str, Any] = {
     "telemetry": {"enabled": False},
     "concurrency": {"pools": {"default_limit": 1, "granularity": "op"}},

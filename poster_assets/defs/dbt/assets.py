@@ -1,10 +1,11 @@
 """The dbt models over the annotations, materialized with ``dbt build`` so their tests run too.
 
-DuckDB's single writer: ``sql_models`` is in the ``poster_db`` pool with every other writer, so
-inside Dagster nothing else holds the file while dbt builds. A person's query at that moment
-(``poster-assets sql``, a notebook) can still hold it, and dbt-duckdb then stops before any node
-runs; the step asks Dagster to retry it (``RetryRequested``), and only for that reason: a failed
-dbt test is an answer, not a hiccup.
+DuckDB's single writer: ``sql_models`` is in the ``poster_db`` pool with the other steps that hold
+the file for long, so none of them holds it while dbt builds. A batch step writing a chunk (they
+open the file for one short transaction at a time), or a person's query (``poster-assets sql``, a
+notebook), can still hold it at the moment dbt opens it, and dbt-duckdb then stops before any
+node runs; the step asks Dagster to retry it (``RetryRequested``), and only for that reason: a
+failed dbt test is an answer, not a hiccup.
 
 Each build writes its artifacts and ``dbt.log`` to its own folder under the store's home
 (``<home>/dbt/target/sql_models-<run>-<id>``), never into the dbt project, which may be read-only.
