@@ -93,6 +93,8 @@ class IndexUpdate:
     # The index's rows in its order (for recall and neighbours), or how to copy them from the
     # table: done on first use of ``vectors``, so an update nobody measures copies nothing.
     source: Vectors | Callable[[], Vectors]
+    # The posters this update added to a saved index ("add"): what ``add_neighbors`` works from.
+    fresh: tuple[str, ...] = ()
 
     @property
     def vectors(self) -> Vectors:
@@ -228,7 +230,8 @@ def sync_index(
         elif held != wanted:
             reason = f"{len(ids)} posters want {wanted} shard(s), the index has {held}"
         else:
-            added = _add_new(store, kind, version, index, [pid for pid in ids if pid not in index])
+            fresh = [pid for pid in ids if pid not in index]
+            added = _add_new(store, kind, version, index, fresh)
             if not index.should_rebuild():
                 if added:
                     _save(index, folder)
@@ -242,6 +245,7 @@ def sync_index(
                     added,
                     index,
                     lambda: copy_vectors(store, kind, version, order, dim),
+                    tuple(fresh) if added else (),
                 )
             reason = (
                 f"{index.count} vectors outgrew a {index.spec.kind} index trained on {index.trained_count}"
@@ -279,14 +283,14 @@ def vectors_version(store: Store, kinds: Mapping[str, str]) -> str:
     return f"vectors:{hashlib.sha256(text.encode()).hexdigest()[:24]}"
 
 
-def neighbors_in_step(store: Store, updates: Sequence[IndexUpdate], k: int = NEIGHBORS_K) -> bool:
+def neighbors_in_step(
+    store: Store, updates: Sequence[IndexUpdate], k: int = NEIGHBORS_K, before: bool = False
+) -> bool:
     """Whether ``poster_neighbors`` holds what ``write_neighbors`` would write for ``updates``
-    whose indexes did not change: each index's posters with their top ``k``, and nothing else."""
-    expected = {
-        (u.kind, u.version): (u.count, u.count * min(k, u.count - 1))
-        for u in updates
-        if u.index is not None and u.count > 1
-    }
+    whose indexes did not change: each index's posters with their top ``k``, and nothing else.
+    With ``before``: what it would have written before the updates added their fresh posters."""
+    counts = [(u, u.count - (len(u.fresh) if before else 0)) for u in updates if u.index is not None]
+    expected = {(u.kind, u.version): (n, n * min(k, n - 1)) for u, n in counts if n > 1}
     held = store.db.query(
         "SELECT kind, model_version, count(DISTINCT poster_id), count(*) FROM poster_neighbors GROUP BY ALL"
     )
@@ -389,3 +393,88 @@ def write_neighbors(store: Store, updates: Sequence[IndexUpdate], k: int = NEIGH
                 )
             written += len(me)
     return written
+
+
+def refresh_neighbors(store: Store, updates: Sequence[IndexUpdate], k: int = NEIGHBORS_K) -> str:
+    """Bring ``poster_neighbors`` up to ``updates``: "unchanged" when it already is; "added"
+    when the updates only added posters to indexes whose neighbours the table held
+    (``add_neighbors``: one pass over the vectors instead of a search per poster, minutes
+    instead of most of an hour at a million posters); else "rewritten" whole."""
+    if all(u.mode == "unchanged" for u in updates) and neighbors_in_step(store, updates, k):
+        return "unchanged"
+    only_added = all(u.mode in ("add", "unchanged") for u in updates)
+    if only_added and neighbors_in_step(store, updates, k, before=True):
+        for update in updates:
+            if update.fresh:
+                add_neighbors(store, update, k)
+        return "added"
+    write_neighbors(store, updates, k)
+    return "rewritten"
+
+
+def add_neighbors(store: Store, update: IndexUpdate, k: int = NEIGHBORS_K) -> int:
+    """Update the ``poster_neighbors`` rows of ``update``'s kind and version, which hold the top
+    ``k`` of the posters before ``update.fresh`` were added, to the top ``k`` of all of them.
+
+    A fresh poster's list is searched in the index. An older poster's list can only change by
+    taking in fresh posters: those that score above its ``k``-th neighbour, found with one pass
+    over the stored vectors (each page against the fresh vectors: a matrix product). Exact
+    where the index is (every score is an exact cosine), so equal to rewriting the table.
+    Returns the rows written, in one transaction."""
+    if update.index is None or not update.fresh:
+        raise ValueError(f"{update.kind}: no index with fresh posters to add neighbours for")
+    fresh_ids, fresh = read_vectors(store, update.kind, update.version, list(update.fresh))
+    key = [update.kind, update.version]
+    rows: dict[str, list[tuple[str, float]]] = {}
+    scores, hits = update.index.search(fresh, k + 1)
+    for pid, row_scores, row_hits in zip(fresh_ids, scores, hits, strict=True):
+        rows[pid] = [(h, float(s)) for h, s in zip(row_hits, row_scores, strict=False) if h != pid][:k]
+
+    # An older poster's bar: its k-th neighbour's score, or none while it has fewer than k.
+    held = store.db.query(
+        "SELECT poster_id, count(*), min(score) FROM poster_neighbors "
+        "WHERE kind = ? AND model_version = ? GROUP BY ALL",
+        key,
+    )
+    bar = {pid: score if n >= k else -np.inf for pid, n, score in held}
+    new_set = set(fresh_ids)
+    entering: dict[str, list[tuple[str, float]]] = {}
+    for page_ids, page in iter_stored_vectors(store, update.kind, update.version, _PAGE):
+        older = np.array([pid not in new_set for pid in page_ids])
+        if not older.any():
+            continue
+        page_ids, similarity = page_ids[older], page[older] @ fresh.T
+        bars = np.array([bar.get(pid, -np.inf) for pid in page_ids], np.float32)
+        for i, j in zip(*np.nonzero(similarity > bars[:, None]), strict=True):
+            entering.setdefault(str(page_ids[i]), []).append((fresh_ids[j], float(similarity[i, j])))
+    if entering:
+        kept = store.db.query(
+            "SELECT poster_id, neighbor_id, score FROM poster_neighbors WHERE kind = ? AND model_version = ? "
+            "AND poster_id IN (SELECT unnest(?::VARCHAR[])) ORDER BY poster_id, rank",
+            [*key, list(entering)],
+        )
+        for pid, neighbor, score in kept:
+            entering[pid].append((neighbor, score))
+        for pid, candidates in entering.items():
+            rows[pid] = sorted(candidates, key=lambda c: -c[1])[:k]
+
+    columns: tuple[list[str], list[int], list[str], list[float]] = ([], [], [], [])
+    for pid, ranked in rows.items():
+        for rank, (neighbor, score) in enumerate(ranked, start=1):
+            columns[0].append(pid)
+            columns[1].append(rank)
+            columns[2].append(neighbor)
+            columns[3].append(score)
+    with store.db.transaction() as conn:
+        conn.execute(
+            "DELETE FROM poster_neighbors WHERE kind = ? AND model_version = ? "
+            "AND poster_id IN (SELECT unnest(?::VARCHAR[]))",
+            [*key, list(rows)],
+        )
+        conn.execute(
+            "INSERT INTO poster_neighbors (poster_id, kind, model_version, rank, neighbor_id, score) "
+            "SELECT unnest(?::VARCHAR[]), ?, ?, unnest(?::INTEGER[]), unnest(?::VARCHAR[]), "
+            "unnest(?::DOUBLE[])",
+            [columns[0], *key, columns[1], columns[2], columns[3]],
+        )
+    return len(columns[0])

@@ -12,10 +12,9 @@ from poster_assets.search.index import gather_rows
 from poster_assets.search.sync import (
     IndexUpdate,
     index_recall,
-    neighbors_in_step,
+    refresh_neighbors,
     sync_index,
     vectors_version,
-    write_neighbors,
 )
 from poster_assets.vision.contact_sheet import contact_sheet
 
@@ -71,10 +70,7 @@ def faiss_index(
         if update.reason:
             meta[f"{kind}_reason"] = update.reason
         rows.append((kind, update.mode, update.count, update.added, index_type, recall, update.reason))
-    unchanged = all(u.mode == "unchanged" for u in updates) and neighbors_in_step(store, updates)
-    if not unchanged:
-        write_neighbors(store, updates)
-    meta["neighbors"] = "unchanged" if unchanged else "rewritten"
+    meta["neighbors"] = refresh_neighbors(store, updates)
     meta["indexes"] = table(["kind", "mode", "posters", "added", "type", "recall@10", "why rebuilt"], rows)
     meta["index_dir"] = dg.MetadataValue.path(str(store.indexes_dir))
     # The table as it now is (rewritten whole above).
