@@ -18,8 +18,8 @@ What it measures, on this machine (print the load average beside the figures: it
   dbt's run_results.json;
 - the README's example queries, each through ``run_readonly`` (what ``poster-assets sql`` calls:
   read-only, 30 s timeout and 2 GB memory cap unless the environment says otherwise);
-- with ``--neighbors``: ``sync_index`` and ``write_neighbors`` (what ``faiss_index`` calls) over
-  the foreground vectors.
+- with ``--neighbors``: ``sync_index`` and ``refresh_neighbors`` (what ``faiss_index`` calls) over
+  the foreground vectors, then again after ``--fresh`` new vectors (a batch arriving).
 
 Rows look like a demo home's: ~1 % of files quarantined, ~1 % more rows for duplicate copies; one
 ``extractions`` record per extractor and ok poster at the versions ``extract.versions`` derives
@@ -535,9 +535,12 @@ def run_queries(store: Store, queries: dict[str, str]) -> dict[str, dict[str, An
     return out
 
 
-def neighbors(store: Store, cv: CurrentVersions) -> dict[str, Any]:
-    """``faiss_index``'s work for the foreground kind through the public functions only."""
-    from poster_assets.search.sync import sync_index, vectors_version, write_neighbors
+def neighbors(store: Store, cv: CurrentVersions, n: int, fresh: int) -> dict[str, Any]:
+    """``faiss_index``'s work for the foreground kind through its own functions: the index in
+    step with the table, then ``poster_neighbors`` (written whole in a new home); then, with
+    ``fresh``, that many new vectors and the refresh after them (``add`` and ``added``: the
+    cost of a batch arriving at this size)."""
+    from poster_assets.search.sync import refresh_neighbors, sync_index, vectors_version
 
     out: dict[str, Any] = {}
     kind, version = "foreground", cv.kinds["foreground"]
@@ -549,8 +552,24 @@ def neighbors(store: Store, cv: CurrentVersions) -> dict[str, Any]:
     out["sync_index_s"] = time.perf_counter() - t
     out["sync_mode"] = update.mode
     t = time.perf_counter()
-    out["neighbor_rows"] = write_neighbors(store, [update])
+    out["neighbors_mode"] = refresh_neighbors(store, [update])
     out["write_neighbors_s"] = time.perf_counter() - t
+    out["neighbor_rows"] = store.db.query("SELECT count(*) FROM poster_neighbors")[0][0]
+    if fresh:
+        from benchmarks.faiss_scale import ClusteredVectors
+
+        gen = ClusteredVectors(update.index.dim, clusters=1000, seed=1)  # same clusters, new draws
+        lo = 10 * n  # poster indices no catalog of n holds
+        with store.db.transaction() as conn:
+            _macros(conn, 0.0)
+            _insert_embeddings(conn, lo, lo + fresh, version, gen)
+        t = time.perf_counter()
+        update = sync_index(store, kind, version)
+        out["fresh_sync_index_s"] = time.perf_counter() - t
+        out["fresh_sync_mode"], out["fresh_added"] = update.mode, update.added
+        t = time.perf_counter()
+        out["fresh_neighbors_mode"] = refresh_neighbors(store, [update])
+        out["fresh_neighbors_s"] = time.perf_counter() - t
     out["peak_rss_self"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss << 10
     return out
 
@@ -580,9 +599,16 @@ def _print_dbt(built: dict[str, Any], ok: int) -> None:
 def _print_neighbors(nb: dict[str, Any]) -> None:
     print(
         f"neighbors: vectors_version {nb['vectors_version_s']:.1f} s, sync_index ({nb['sync_mode']}) "
-        f"{nb['sync_index_s']:.1f} s, write_neighbors {nb['write_neighbors_s']:.1f} s "
+        f"{nb['sync_index_s']:.1f} s, poster_neighbors ({nb['neighbors_mode']}) "
+        f"{nb['write_neighbors_s']:.1f} s "
         f"({nb['neighbor_rows']:,} rows); this process's peak RSS {_gib(nb['peak_rss_self'])}; load {_load()}"
     )
+    if "fresh_added" in nb:
+        print(
+            f"  {nb['fresh_added']:,} new posters: sync_index ({nb['fresh_sync_mode']}) "
+            f"{nb['fresh_sync_index_s']:.1f} s, poster_neighbors ({nb['fresh_neighbors_mode']}) "
+            f"{nb['fresh_neighbors_s']:.1f} s"
+        )
 
 
 def _generate(store: Store, cv: CurrentVersions, args: argparse.Namespace) -> dict[str, Any]:
@@ -622,6 +648,12 @@ def main() -> None:
     ap.add_argument(
         "--neighbors", action="store_true", help="also sync the FAISS index and write poster_neighbors"
     )
+    ap.add_argument(
+        "--fresh",
+        type=int,
+        default=1000,
+        help="with --neighbors: new vectors added afterwards, and the refresh after them timed",
+    )
     ap.add_argument("--json", type=Path, help="also write the figures here")
     args = ap.parse_args()
 
@@ -652,7 +684,7 @@ def main() -> None:
                 print(f"  {name:<26} {q['s']:7.2f} s  {what}")
         if args.neighbors:
             try:
-                report["neighbors"] = neighbors(store, cv)
+                report["neighbors"] = neighbors(store, cv, args.n, args.fresh)
                 _print_neighbors(report["neighbors"])
                 report["neighbors_query"] = run_queries(store, {"neighbors": NEIGHBORS_QUERY})
                 print(f"  neighbors query {report['neighbors_query']['neighbors']}")
