@@ -40,9 +40,11 @@ def faiss_index(
     """One FAISS index per current embedding kind (ssl only once an encoder has been trained)
     under `<home>/indexes/<kind>/` (exact below 50k posters, IVF with re-ranking above), kept
     up to date by adding new posters; rebuilt when the model version changes or the saved
-    index is missing or unreadable. Also rewrites the `poster_neighbors` table: each poster's
-    10 most similar posters per kind. The preview shows the newest posters and their nearest
-    neighbours in the foreground index, with the cosine similarity under each.
+    index is missing or unreadable. Also keeps the `poster_neighbors` table: each poster's 10
+    most similar posters per kind, updated in place when posters were only added (the new
+    posters' lists, and the older lists they enter), rewritten whole otherwise. The preview
+    shows the newest posters and their nearest neighbours in the foreground index, with the
+    cosine similarity under each.
 
     The data version is what the indexes are made from (the vectors at the current versions),
     so an update that changed no vector leaves the assets downstream current; then no index
@@ -73,7 +75,7 @@ def faiss_index(
     meta["neighbors"] = refresh_neighbors(store, updates)
     meta["indexes"] = table(["kind", "mode", "posters", "added", "type", "recall@10", "why rebuilt"], rows)
     meta["index_dir"] = dg.MetadataValue.path(str(store.indexes_dir))
-    # The table as it now is (rewritten whole above).
+    # The table as it now is.
     meta["poster_neighbors_rows"] = store.db.query("SELECT count(*) FROM poster_neighbors")[0][0]
     meta["dagster/row_count"] = meta["poster_neighbors_rows"]
     shown = next((u for u in updates if u.kind == _PREVIEW_KIND and u.index), None)
