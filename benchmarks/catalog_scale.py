@@ -540,7 +540,13 @@ def neighbors(store: Store, cv: CurrentVersions, n: int, fresh: int) -> dict[str
     step with the table, then ``poster_neighbors`` (written whole in a new home); then, with
     ``fresh``, that many new vectors and the refresh after them (``add`` and ``added``: the
     cost of a batch arriving at this size)."""
-    from poster_assets.search.sync import refresh_neighbors, sync_index, vectors_version
+    from poster_assets.search.sync import (
+        copy_vectors,
+        index_recall,
+        refresh_neighbors,
+        sync_index,
+        vectors_version,
+    )
 
     out: dict[str, Any] = {}
     kind, version = "foreground", cv.kinds["foreground"]
@@ -570,6 +576,14 @@ def neighbors(store: Store, cv: CurrentVersions, n: int, fresh: int) -> dict[str
         t = time.perf_counter()
         out["fresh_neighbors_mode"] = refresh_neighbors(store, [update])
         out["fresh_neighbors_s"] = time.perf_counter() - t
+        # What the recall check (recall_at_10_vs_exact) does after each refresh.
+        t = time.perf_counter()
+        rows = copy_vectors(store, kind, version, update.index.ids, update.index.dim)
+        try:
+            out["recall"] = index_recall(update.index, rows)
+        finally:
+            rows.close()
+        out["recall_check_s"] = time.perf_counter() - t
     out["peak_rss_self"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss << 10
     return out
 
@@ -607,7 +621,8 @@ def _print_neighbors(nb: dict[str, Any]) -> None:
         print(
             f"  {nb['fresh_added']:,} new posters: sync_index ({nb['fresh_sync_mode']}) "
             f"{nb['fresh_sync_index_s']:.1f} s, poster_neighbors ({nb['fresh_neighbors_mode']}) "
-            f"{nb['fresh_neighbors_s']:.1f} s"
+            f"{nb['fresh_neighbors_s']:.1f} s; the recall check {nb['recall_check_s']:.1f} s "
+            f"(recall@10 {nb['recall']:.3f})"
         )
 
 
