@@ -45,7 +45,7 @@ test-fast: $(STAMP)
 
 # The several-machines lane: PostgreSQL, Redis and two Celery workers on loopback
 # (deploy/celery/services.sh; installed from Debian when missing, which needs root) extract batches
-# side by side and after a worker is killed (about 10 minutes on 2 cores).
+# side by side and after a worker is killed (about 6 minutes on 2 cores).
 test-scale: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[dev,scale]'
 	@command -v redis-server >/dev/null || { apt-get update && apt-get install -y --no-install-recommends redis-server; }

@@ -565,7 +565,8 @@ def neighbors(store: Store, cv: CurrentVersions, n: int, fresh: int) -> dict[str
         from benchmarks.faiss_scale import ClusteredVectors
 
         gen = ClusteredVectors(update.index.dim, clusters=1000, seed=1)  # same clusters, new draws
-        lo = 10 * n  # poster indices no catalog of n holds
+        # Poster indices no catalog of n holds, nor an earlier --fresh on a reused home.
+        lo = 10 * n + store.db.query("SELECT count(*) FROM foreground_embeddings")[0][0]
         with store.db.transaction() as conn:
             _macros(conn, 0.0)
             _insert_embeddings(conn, lo, lo + fresh, version, gen)

@@ -20,14 +20,13 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
-import re
 import threading
 from dataclasses import dataclass
 from typing import Any
 
 import duckdb
 
-from poster_assets.storage.database import Database
+from poster_assets.storage.database import MEMORY_SIZE, Database
 from poster_assets.storage.store import DEFAULT_LOCK_TIMEOUT_S
 
 TIMEOUT_ENV = "POSTER_ASSETS_SQL_TIMEOUT_S"
@@ -62,7 +61,6 @@ _HIDDEN = {
 }  # fmt: skip
 # Functions that run SQL held in a string: refused when called.
 _DYNAMIC_SQL = {"query", "query_table", "json_execute_serialized_sql"}
-_MEMORY = re.compile(r"\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KIB|MIB|GIB|TIB)", re.IGNORECASE)
 
 
 class ReadOnlySqlError(ValueError):
@@ -93,7 +91,7 @@ def sql_timeout_s(value: float | None = None) -> float:
 def sql_memory_limit(value: str | None = None) -> str:
     """``value``, else ``$POSTER_ASSETS_SQL_MEMORY_LIMIT``, else 2GB; a size such as ``512MB``."""
     value = (value or os.environ.get(MEMORY_ENV, "") or DEFAULT_MEMORY_LIMIT).strip()
-    if not _MEMORY.fullmatch(value):
+    if not MEMORY_SIZE.fullmatch(value):
         raise ReadOnlySqlError(f"{value!r} is not a memory size such as 512MB or 4GB ({MEMORY_ENV})")
     return value
 

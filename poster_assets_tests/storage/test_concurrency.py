@@ -2,13 +2,14 @@ import multiprocessing as mp
 import time
 from pathlib import Path
 
+import duckdb
 import pytest
 
 from poster_assets.defs.resources import PosterStore
 from poster_assets.demo.bad_inputs import write_bad_inputs
 from poster_assets.ingest.batches import plan_batch
 from poster_assets.ingest.ingest import ingest_batch
-from poster_assets.storage.database import Database
+from poster_assets.storage.database import DEFAULT_MEMORY_LIMIT, MEMORY_ENV, Database
 
 
 def _hold_write_lock(db_path: str, held: mp.Event, seconds: float) -> None:
@@ -73,3 +74,25 @@ def test_busy_database_error_is_clear(tmp_path: Path, store: PosterStore) -> Non
     ):
         pass
     holder.join(30)
+
+
+def _duckdb_says(limit: str) -> str:
+    with duckdb.connect() as conn:
+        conn.execute(f"SET memory_limit = '{limit}'")
+        return conn.execute("SELECT current_setting('memory_limit')").fetchone()[0]
+
+
+@pytest.mark.parametrize("read_only", [False, True])
+def test_connections_keep_duckdb_within_the_memory_limit(
+    store: PosterStore, monkeypatch: pytest.MonkeyPatch, read_only: bool
+) -> None:
+    store.db.ensure_schema()
+    query = "SELECT current_setting('memory_limit')"
+    with store.db.connect(read_only=read_only) as conn:  # DuckDB's own default would be 80 % of RAM
+        assert conn.execute(query).fetchone()[0] == _duckdb_says(DEFAULT_MEMORY_LIMIT)
+    monkeypatch.setenv(MEMORY_ENV, "512MB")
+    with store.db.connect(read_only=read_only) as conn:
+        assert conn.execute(query).fetchone()[0] == _duckdb_says("512MB")
+    monkeypatch.setenv(MEMORY_ENV, "lots")
+    with pytest.raises(ValueError, match="POSTER_ASSETS_DB_MEMORY_LIMIT='lots' is not a memory size"):
+        store.db.query("SELECT 1")
