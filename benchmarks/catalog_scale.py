@@ -54,10 +54,8 @@ sys.path.insert(0, str(ROOT))  # `python benchmarks/catalog_scale.py` puts only 
 
 from poster_assets.extract.versions import (  # noqa: E402
     CurrentVersions,
-    embeddings_version,
-    kind_versions,
-    layers_version,
     record_current_versions,
+    versions_from_models,
 )
 from poster_assets.storage.schema import SCHEMA_SQL  # noqa: E402
 from poster_assets.storage.store import DB_FILE, Store  # noqa: E402
@@ -90,15 +88,7 @@ CREDITS = ["REDWOOD PICTURES PRESENTS", "A FILM BY", "COMING SOON", "STARRING", 
 def current() -> CurrentVersions:
     """What every asset is current at, derived as ``extract.versions.current_versions`` does
     from the models a demo home serves (no models folder needed)."""
-    kinds = kind_versions(EFFICIENTNET_VERSION, FOREGROUND_VERSION)
-    return CurrentVersions(
-        ocr=OCR_VERSION,
-        depth=DEPTH_VERSION,
-        foreground=FOREGROUND_VERSION,
-        layers=layers_version(DEPTH_VERSION, FOREGROUND_VERSION, OCR_VERSION),
-        kinds=kinds,
-        embeddings=embeddings_version(kinds),
-    )
+    return versions_from_models(OCR_VERSION, DEPTH_VERSION, FOREGROUND_VERSION, EFFICIENTNET_VERSION)
 
 
 def _sql_list(values: list[str]) -> str:

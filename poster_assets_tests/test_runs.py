@@ -33,6 +33,16 @@ _HANGING_WRITER = textwrap.dedent(
 )
 
 
+@pytest.fixture
+def dagster_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An instance home with the shipped config, as ``DAGSTER_HOME``."""
+    home = tmp_path / "dagster"
+    home.mkdir()
+    ensure_instance_config(home / "dagster.yaml")
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    return home
+
+
 def _start_hanging_writer(tmp_path: Path, host: str) -> None:
     """A run that holds its pool slot, killed (-9) as its machine would see it."""
     script = f"HOST = {host!r}\n{_HANGING_WRITER}"
@@ -50,11 +60,7 @@ def _start_hanging_writer(tmp_path: Path, host: str) -> None:
 
 
 @pytest.mark.slow
-def test_a_killed_run_is_failed_and_gives_its_pool_slot_back(tmp_path: Path, monkeypatch) -> None:
-    home = tmp_path / "dagster"
-    home.mkdir()
-    ensure_instance_config(home / "dagster.yaml")
-    monkeypatch.setenv("DAGSTER_HOME", str(home))
+def test_a_killed_run_is_failed_and_gives_its_pool_slot_back(tmp_path: Path, dagster_home: Path) -> None:
     _start_hanging_writer(tmp_path, HOST)
 
     with dg.DagsterInstance.get() as inst:
@@ -73,12 +79,8 @@ def test_a_killed_run_is_failed_and_gives_its_pool_slot_back(tmp_path: Path, mon
 
 
 @pytest.mark.slow
-def test_a_run_of_another_machine_is_not_judged_by_its_process_id(tmp_path: Path, monkeypatch) -> None:
+def test_a_run_of_another_machine_is_not_judged_by_its_process_id(tmp_path: Path, dagster_home: Path) -> None:
     """With the instance shared (``deploy/celery``), a process id means nothing off its machine."""
-    home = tmp_path / "dagster"
-    home.mkdir()
-    ensure_instance_config(home / "dagster.yaml")
-    monkeypatch.setenv("DAGSTER_HOME", str(home))
     _start_hanging_writer(tmp_path, "another-machine")
     with dg.DagsterInstance.get() as inst:
         (run,) = inst.get_runs()
@@ -87,11 +89,7 @@ def test_a_run_of_another_machine_is_not_judged_by_its_process_id(tmp_path: Path
         assert inst.event_log_storage.get_concurrency_info(DB_POOL).claimed_slots
 
 
-def test_slots_still_held_by_an_ended_run_are_freed(tmp_path: Path, monkeypatch) -> None:
-    home = tmp_path / "dagster"
-    home.mkdir()
-    ensure_instance_config(home / "dagster.yaml")
-    monkeypatch.setenv("DAGSTER_HOME", str(home))
+def test_slots_still_held_by_an_ended_run_are_freed(tmp_path: Path, dagster_home: Path) -> None:
 
     @dg.asset
     def quick() -> None:

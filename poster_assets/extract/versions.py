@@ -84,8 +84,20 @@ class CurrentVersions:
 
 def current_versions(models: Models) -> CurrentVersions:
     """What every per-poster asset is current at, for the models ``models`` serves now."""
-    ocr, depth, foreground = models.ocr_version(), models.depth_version(), models.foreground_version()
-    kinds = kind_versions(models.efficientnet_version(), foreground, models.ssl_version())
+    return versions_from_models(
+        models.ocr_version(),
+        models.depth_version(),
+        models.foreground_version(),
+        models.efficientnet_version(),
+        models.ssl_version(),
+    )
+
+
+def versions_from_models(
+    ocr: str, depth: str, foreground: str, efficientnet: str, ssl: str | None = None
+) -> CurrentVersions:
+    """What every per-poster asset is current at, given the version of each model."""
+    kinds = kind_versions(efficientnet, foreground, ssl)
     return CurrentVersions(
         ocr=ocr,
         depth=depth,

@@ -555,14 +555,18 @@ def _previous_generation(folder: Path) -> str | None:
     return data if isinstance(data, str) and data.startswith("data-") and "/" not in data else None
 
 
-def _read_meta(folder: Path) -> dict[str, Any]:
+def _read_json_object(path: Path) -> dict[str, Any]:
     try:
-        meta = json.loads((folder / _META).read_text(encoding="utf-8"))
+        value = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise IndexCorruptError(f"cannot read {folder / _META}: {e}") from e
-    if not isinstance(meta, dict):
-        raise IndexCorruptError(f"{folder / _META} is not a JSON object")
-    return meta
+        raise IndexCorruptError(f"cannot read {path}: {e}") from e
+    if not isinstance(value, dict):
+        raise IndexCorruptError(f"{path} is not a JSON object")
+    return value
+
+
+def _read_meta(folder: Path) -> dict[str, Any]:
+    return _read_json_object(folder / _META)
 
 
 def build_index(
@@ -800,13 +804,7 @@ class ShardedIndex(PosterIndex):
 
 
 def _read_manifest(folder: Path) -> dict[str, Any]:
-    try:
-        manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise IndexCorruptError(f"cannot read {folder / MANIFEST}: {e}") from e
-    if not isinstance(manifest, dict):
-        raise IndexCorruptError(f"{folder / MANIFEST} is not a JSON object")
-    return manifest
+    return _read_json_object(folder / MANIFEST)
 
 
 def write_manifest(folder: str | Path, shards: int) -> dict[str, Any]:
