@@ -1,4 +1,4 @@
-"""Keeping a home folder in shape: gc, train-encoder and the Dagster UI."""
+"""Keeping a home folder in shape: gc, the lake and its catalog, train-encoder and the Dagster UI."""
 
 from __future__ import annotations
 
@@ -32,6 +32,43 @@ def gc(dry_run: bool) -> None:
     click.echo(format_table(["table", "old version", "rows"], rows, 70))
     verb = "would remove" if dry_run else "removed"
     click.echo(f"{verb} {sum(report.rows.values())} rows and {report.files} files")
+
+
+@click.group()
+def lake() -> None:
+    """The Parquet lake the batch steps write and the DuckDB catalog over it."""
+
+
+@lake.command("status")
+def lake_status() -> None:
+    """Rows per table in the lake and in the catalog, and the segments not yet applied."""
+    from poster_assets.storage.catalog import lake_status as status
+
+    found = status(Store.at().db)
+    click.echo(format_table(["table", "lake rows", "catalog rows"], found.tables, 70))
+    click.echo(
+        f"{found.segments} segments in {found.batches} batches; {found.pending} not yet in the catalog"
+    )
+
+
+@lake.command("refresh")
+def lake_refresh() -> None:
+    """Apply the segments the catalog lacks (runs also do this themselves)."""
+    from poster_assets.storage.catalog import refresh_catalog
+
+    done = refresh_catalog(Store.at().db)
+    if done.migrated:
+        click.echo("exported the rows of a home made before the lake into lake/")
+    click.echo(f"applied {done.segments} segments ({done.rows} rows)")
+
+
+@lake.command("rebuild")
+def lake_rebuild() -> None:
+    """Make the catalog's tables again from the lake alone (after losing or damaging the file)."""
+    from poster_assets.storage.catalog import rebuild_catalog
+
+    done = rebuild_catalog(Store.at().db)
+    click.echo(f"rebuilt the catalog from {done.segments} segments ({done.rows} rows)")
 
 
 @click.command("train-encoder")
@@ -68,4 +105,4 @@ def ui(port: int) -> None:
     os.execvp("dagster", ["dagster", "dev", "-w", str(_ROOT / "workspace.yaml"), "-p", str(port)])
 
 
-COMMANDS = [gc, train_encoder, ui]
+COMMANDS = [gc, lake, train_encoder, ui]

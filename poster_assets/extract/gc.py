@@ -11,7 +11,9 @@ from dataclasses import dataclass, field
 
 from poster_assets.extract.versions import CurrentVersions
 from poster_assets.storage.blobs import BlobStore
+from poster_assets.storage.catalog import refresh_catalog
 from poster_assets.storage.database import Database
+from poster_assets.storage.lake import Lake
 from poster_assets.storage.schema import BLOB_PATH_COLUMNS
 
 # table -> columns holding blob paths
@@ -40,6 +42,17 @@ def _stale_kinds(db: Database, kinds: dict[str, str]) -> list[tuple[str, str, in
     ]
 
 
+def _collect_lake(lake: Lake, versions: dict[str, str], stale_kinds: list[tuple[str, str, int]]) -> None:
+    for table in EXTRACTOR_TABLES:
+        lake.delete_rows(table, "model_version <> ?", [versions[table]])
+    for kind, version, _ in stale_kinds:
+        lake.delete_rows(EMBEDDINGS_TABLE, "kind = ? AND model_version = ?", [kind, version])
+    stale = " OR ".join("(asset = ? AND model_version <> ?)" for _ in (*EXTRACTOR_TABLES, EMBEDDINGS_TABLE))
+    lake.delete_rows(
+        "extractions", stale, [v for a in (*EXTRACTOR_TABLES, EMBEDDINGS_TABLE) for v in (a, versions[a])]
+    )
+
+
 def collect_garbage(
     db: Database, blobs: BlobStore, current: CurrentVersions, dry_run: bool = False
 ) -> GcReport:
@@ -49,6 +62,8 @@ def collect_garbage(
     all five assets at another version than their current one."""
     versions = current.by_asset()
     report = GcReport()
+    if not dry_run:
+        refresh_catalog(db)  # stale rows waiting in the lake are counted and removed too
     paths: set[str] = set()
     for table, path_cols in EXTRACTOR_TABLES.items():
         for version, n in db.query(
@@ -77,8 +92,11 @@ def collect_garbage(
                 )
             )
     report.files = len(paths)
-    if dry_run:
+    if dry_run or not report.rows:
         return report
+    # The lake first: a crash before the catalog's commit leaves stale rows there, and the next
+    # gc finds them and finishes; the catalog is never clean while the lake is not.
+    _collect_lake(db.lake, versions, stale_kinds)
     with db.transaction() as conn:
         for table in EXTRACTOR_TABLES:
             conn.execute(f"DELETE FROM {table} WHERE model_version <> ?", [versions[table]])

@@ -41,6 +41,7 @@ from poster_assets.extract.versions import CurrentVersions
 from poster_assets.models.dense import DenseEstimator
 from poster_assets.models.hub import Models
 from poster_assets.models.ocr import OcrEngine
+from poster_assets.storage.catalog import refresh_catalog
 from poster_assets.storage.codecs import decode_depth, decode_mask, quantize_mask
 from poster_assets.storage.store import Store
 
@@ -92,6 +93,7 @@ def extract_batch(
     their ``current`` version. After each chunk, ``progress(done, total, seconds)``: where the
     chunk's time went (decode, ocr, dense (beside ocr), layers, write, and its total)."""
     versions = {a: current.by_asset()[a] for a in EXTRACTORS if a in extractors}
+    refresh_catalog(store.db, batch)  # what a step before left in the lake
     everything = batch_posters(store.db, batch)
     done = done_posters(store.db, batch, versions)
     todo = {a: {r.poster_id for r in everything} - done[a] for a in versions}
@@ -118,6 +120,7 @@ def extract_batch(
             seconds["total"] = time.perf_counter() - t_chunk
             if progress:
                 progress(min(start + chunk_size, len(pending)), len(pending), seconds)
+    refresh_catalog(store.db, batch)  # the steps after this one read the catalog
     for stats in result.stats.values():
         stats.seconds = time.perf_counter() - t0
     return result

@@ -16,13 +16,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import duckdb
 import numpy as np
 
 from poster_assets.ingest.decode import decode_image
 from poster_assets.storage.blobs import BlobStore
+from poster_assets.storage.catalog import refresh_catalog, try_refresh, unapplied_extractions
 from poster_assets.storage.database import Database
-from poster_assets.storage.schema import DERIVED_TABLES
+from poster_assets.storage.lake import Replace
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +91,11 @@ def done_posters(db: Database, batch: str, versions: Mapping[str, str]) -> dict[
     )
     for asset, poster_id in found:
         done[asset].add(poster_id)
+    # Chunks whose segments wait in the lake (the catalog was busy when they were written).
+    if pending := unapplied_extractions(db, batch, versions):
+        for asset, poster_id, version in pending:
+            if versions[asset] == version:
+                done[asset].add(poster_id)
     return done
 
 
@@ -152,6 +157,7 @@ def run_extraction(
     chunk_size: int = 16,
     progress: Callable[[int, int], None] | None = None,
 ) -> ExtractionStats:
+    refresh_catalog(db, batch)  # what a step before left in the lake
     todo, total = pending_posters(db, batch, asset, version)
     stats = ExtractionStats(asset, version, in_batch=total, up_to_date=total - len(todo))
     t0 = time.perf_counter()
@@ -161,78 +167,43 @@ def run_extraction(
         stats.count(outcomes)
         if progress:
             progress(min(start + chunk_size, len(todo)), len(todo))
+    refresh_catalog(db, batch)  # the steps after this one read the catalog
     stats.seconds = time.perf_counter() - t0
     return stats
 
 
 def write_chunk(db: Database, batch: str, results: Sequence[tuple[str, str, list[Outcome]]]) -> None:
-    """Write one chunk, (asset, version, outcomes) for each asset that worked on it, and its
-    ``extractions`` rows in one transaction, idempotently: any number of runs (a redone chunk,
-    two ``poster-assets run --all`` at once) may write the same chunk, and each write replaces
-    exactly the rows it inserts."""
+    """Write one chunk, (asset, version, outcomes) for each asset that worked on it, with its
+    ``extractions`` rows, as one lake segment (all or nothing), then apply it to the catalog if
+    the file is free within a moment. Idempotent: any number of runs (a redone chunk, two
+    ``poster-assets run --all`` at once) may write the same chunk, and each segment replaces
+    exactly the rows it holds."""
     now = dt.datetime.now(dt.UTC)
-    with db.transaction() as conn:
-        for asset, version, outcomes in results:
-            _write_outcomes(conn, asset, version, batch, outcomes, now)
-
-
-def _write_outcomes(
-    conn: duckdb.DuckDBPyConnection,
-    asset: str,
-    version: str,
-    batch: str,
-    outcomes: list[Outcome],
-    now: dt.datetime,
-) -> None:
-    """One asset's part of a chunk, inside ``write_chunk``'s transaction."""
-    by_table: dict[str, list[dict[str, Any]]] = {}
-    for o in outcomes:
-        for table, rows in o.rows.items():
-            by_table.setdefault(table, []).extend(rows)
-    ids = [o.poster_id for o in outcomes]
-    for table, rows in by_table.items():
+    tables: dict[str, list[dict[str, Any]]] = {}
+    replaces: list[Replace] = []
+    for asset, version, outcomes in results:
+        ids = [o.poster_id for o in outcomes]
+        for o in outcomes:
+            for table, rows in o.rows.items():
+                tables.setdefault(table, []).extend(rows)
         # A poster that failed before at this version may have left nothing; one that is being
         # redone must not keep stale detail rows beside the new ones (fewer OCR lines now).
-        conn.execute(f"DELETE FROM {table} WHERE model_version = ? AND poster_id IN ?", [version, ids])
-        for derived in DERIVED_TABLES.get(table, ()):
-            conn.execute(f"DELETE FROM {derived} WHERE poster_id IN ?", [ids])
-        if not rows:
-            continue
-        # Rows need not carry the asset's version (each embedding kind has its own), so the
-        # delete above can miss them: replace every row by the primary key it is inserted under.
-        _delete_keys(conn, table, rows)
-        cols = list(rows[0])
-        conn.executemany(
-            f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' for _ in cols)})",
-            [[r[c] for c in cols] for r in rows],
+        touched = dict.fromkeys(t for o in outcomes for t in o.rows)
+        replaces += [Replace(table, version, ids) for table in touched]
+        tables.setdefault("extractions", []).extend(
+            {
+                "asset": asset,
+                "poster_id": o.poster_id,
+                "model_version": version,
+                "status": "failed" if o.error else "ok",
+                "error": o.error,
+                "batch": batch,
+                "seconds": o.seconds,
+                "extracted_at": now,
+            }
+            for o in outcomes
         )
-    if outcomes:
-        conn.executemany(
-            "INSERT OR REPLACE INTO extractions VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                [asset, o.poster_id, version, "failed" if o.error else "ok", o.error, batch, o.seconds, now]
-                for o in outcomes
-            ],
-        )
-
-
-def primary_key(conn: duckdb.DuckDBPyConnection, table: str) -> list[str]:
-    """The primary key columns of ``table`` as the database declares them (``storage.schema``)."""
-    found = conn.execute(
-        "SELECT constraint_column_names FROM duckdb_constraints() "
-        "WHERE table_name = ? AND schema_name = 'main' AND constraint_type = 'PRIMARY KEY'",
-        [table],
-    ).fetchall()
-    if not found:
-        raise LookupError(f"table {table} has no primary key: its rows cannot be written idempotently")
-    return list(found[0][0])
-
-
-def _delete_keys(conn: duckdb.DuckDBPyConnection, table: str, rows: list[dict[str, Any]]) -> None:
-    """Delete the rows of ``table`` that have the primary key of one of ``rows``."""
-    key = primary_key(conn, table)
-    keys = dict.fromkeys(tuple(r[c] for c in key) for r in rows)
-    columns = [list(c) for c in zip(*keys, strict=True)]
-    unnested = ", ".join(f"unnest(?) AS {c}" for c in key)
-    match = " AND ".join(f"{table}.{c} = k.{c}" for c in key)
-    conn.execute(f"DELETE FROM {table} USING (SELECT {unnested}) AS k WHERE {match}", columns)
+    if not any(tables.values()):
+        return
+    db.lake.write_segment(batch, tables, replaces)
+    try_refresh(db, batch)

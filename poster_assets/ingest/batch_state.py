@@ -19,7 +19,9 @@ from pathlib import Path
 
 from poster_assets.ingest.batches import BatchManifest, FileEntry
 from poster_assets.storage.blobs import BlobStore
+from poster_assets.storage.catalog import refresh_catalog
 from poster_assets.storage.database import Database
+from poster_assets.storage.lake import LAKE_TABLES, Lake
 from poster_assets.storage.schema import BLOB_PATH_COLUMNS
 
 log = logging.getLogger(__name__)
@@ -326,6 +328,19 @@ def _paths(conn, table: str, cols: Sequence[str], where: str, params: list) -> s
     return found
 
 
+def _remove_from_lake(lake: Lake, batch: str, poster_ids: list[str]) -> bool:
+    """Rewrite the batch's segments without its rows; True when nothing of it was left."""
+    lake.delete_rows("raw_posters", "batch = ?", [batch], batch=batch)
+    if poster_ids:
+        for table in POSTER_TABLES:
+            if table in LAKE_TABLES:
+                lake.delete_rows(table, "poster_id IN ?", [poster_ids], batch=batch)
+    if any(lake.batch_dir(batch).glob("*/*.parquet")):
+        return False  # rows of its posters that another batch holds
+    lake.remove_batch(batch)
+    return True
+
+
 def _poster_where(table: str) -> str:
     """The rows of ``table`` about the posters in the (one) list parameter, bound once per ``?``."""
     return "poster_id IN ?" + (" OR neighbor_id IN ?" if table == "poster_neighbors" else "")
@@ -406,6 +421,7 @@ def abandon(db: Database, blobs: BlobStore, batches_dir: Path, batch: str) -> Ab
     second ``abandon`` finishes). Files go after the commit: a crash in between can leave
     orphan files, never rows without their files. Returns what was removed."""
     if db.path.exists():
+        refresh_catalog(db, batch)  # rows of the batch waiting in the lake are removed too
         with db.transaction() as conn:
             plan = _plan(conn, blobs, batches_dir, batch)
             conn.execute("DELETE FROM raw_posters WHERE batch = ?", [batch])
@@ -413,6 +429,10 @@ def abandon(db: Database, blobs: BlobStore, batches_dir: Path, batch: str) -> Ab
                 for table in POSTER_TABLES:
                     where = _poster_where(table)
                     conn.execute(f"DELETE FROM {table} WHERE {where}", [plan.poster_ids] * where.count("?"))
+            # Before the commit: a crash between leaves the catalog whole and a second abandon
+            # finishes. The rows of posters only this batch holds were written by its own runs.
+            if _remove_from_lake(db.lake, batch, plan.poster_ids):
+                conn.execute("DELETE FROM lake_segments WHERE batch = ?", [batch])
     else:
         plan = plan_abandon(db, blobs, batches_dir, batch)
     for rel in plan.files:

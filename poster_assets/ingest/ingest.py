@@ -43,6 +43,7 @@ from poster_assets.ingest.decode import (
 from poster_assets.ingest.names import db_text, fs_bytes
 from poster_assets.ingest.sidecar import Sidecar, read_sidecar
 from poster_assets.storage.blobs import BlobStore, ContentChangedError
+from poster_assets.storage.catalog import refresh_catalog
 from poster_assets.storage.database import Database
 
 log = logging.getLogger(__name__)
@@ -246,7 +247,7 @@ def ingest_batch(
     summary.sidecar_problems.extend((f"sidecar {where}", what) for where, what in sidecar.problems)
     summary.skipped = [(db_text(s.path), s.reason) for s in manifest.skipped]
     workers = workers or min(4, os.cpu_count() or 1)
-    db.ensure_schema()
+    refresh_catalog(db, manifest.batch)  # rows a run before left in the lake
 
     # A retried or refreshed batch: the files it has a row for are not read again, whatever
     # became of them since (a source folder deleted after ingest would add a quarantined row).
@@ -314,7 +315,7 @@ def ingest_batch(
         else:
             row.update(status="duplicate", reason=f"same bytes as {Path(first).name}", duplicate_of=first)
 
-    summary.new_rows = _write_rows(db, rows)
+    summary.new_rows = _write_rows(db, manifest.batch, rows)
     for row in rows:
         summary.status_counts[row["status"]] += 1
         if row["status"] == "quarantined":
@@ -348,40 +349,34 @@ def _ok_ids(db: Database, ids: list[str]) -> dict[str, str]:
     return dict(rows)
 
 
-def _write_rows(db: Database, rows: list[dict[str, Any]]) -> int:
-    """One transaction per batch: a crash mid-write leaves none of the batch behind."""
+def _write_rows(db: Database, batch: str, rows: list[dict[str, Any]]) -> int:
+    """The batch's new rows as one lake segment, applied to the catalog: a crash mid-write
+    leaves none of them behind. Applying settles two batches racing on the same bytes (the one
+    applied second records a duplicate), so the rows' statuses are read back."""
     if not rows:
         return 0
     cols = [c.strip() for c in _COLUMNS.split(",")]
-    values = []
-    for row in rows:
-        row = {
-            **row,
+    records = [
+        {c: row.get(c) for c in cols}
+        | {
             # The record was made JSON-safe when the sidecar was read (no NaN, no lone surrogates).
             "sidecar": json.dumps(row["sidecar"], ensure_ascii=False, allow_nan=False)
             if row.get("sidecar")
             else None,
             "decoder": DECODER_VERSION,
         }
-        values.append([row.get(c) for c in cols])
-    placeholders = ", ".join("?" for _ in cols)
-    with db.transaction() as conn:
-        before = conn.execute("SELECT count(*) FROM raw_posters").fetchone()[0]
-        # Two batches racing on the same bytes: the one committing second records a duplicate.
-        ok_now = dict(
-            conn.execute(
-                "SELECT poster_id, min(source_uri) FROM raw_posters WHERE status = 'ok' AND poster_id IN ? "
-                "GROUP BY poster_id",
-                [[v[0] for v in values]],
-            ).fetchall()
+        for row in rows
+    ]
+    before = len(_batch_uris(db, batch))
+    db.lake.write_segment(batch, {"raw_posters": records})
+    refresh_catalog(db, batch)
+    settled = {
+        uri: (status, reason, duplicate_of)
+        for uri, status, reason, duplicate_of in db.query(
+            "SELECT source_uri, status, reason, duplicate_of FROM raw_posters WHERE batch = ?", [batch]
         )
-        for v, row in zip(values, rows, strict=True):
-            if row["status"] == "ok" and v[0] in ok_now and ok_now[v[0]] != v[1]:
-                v[cols.index("status")] = row["status"] = "duplicate"
-                v[cols.index("duplicate_of")] = row["duplicate_of"] = ok_now[v[0]]
-                v[cols.index("reason")] = row["reason"] = f"same bytes as {Path(ok_now[v[0]]).name}"
-        conn.executemany(
-            f"INSERT INTO raw_posters ({_COLUMNS}) VALUES ({placeholders}) ON CONFLICT DO NOTHING", values
-        )
-        after = conn.execute("SELECT count(*) FROM raw_posters").fetchone()[0]
-    return after - before
+    }
+    for row in rows:
+        if row["source_uri"] in settled:
+            row["status"], row["reason"], row["duplicate_of"] = settled[row["source_uri"]]
+    return len(settled) - before

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import duckdb
 
+from poster_assets.storage.lake import LAKE_DIR, Lake
 from poster_assets.storage.schema import SCHEMA_SQL
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,11 @@ class Database:
         self.path = Path(path)
         self.lock_timeout_s = lock_timeout_s
 
+    @property
+    def lake(self) -> Lake:
+        """The Parquet segments this file is the catalog of (``storage.lake``), beside it."""
+        return Lake(self.path.parent / LAKE_DIR)
+
     @contextmanager
     def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
         """A connection that waits (with jittered backoff) for the file lock."""
@@ -68,6 +74,8 @@ class Database:
             )
         if not read_only:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            if not self.path.exists():  # made anew (lost, or rebuilt from the lake): no schema yet
+                _schema_ready.discard(self.path.resolve())
         deadline = time.monotonic() + self.lock_timeout_s
         delay = 0.05
         while True:

@@ -169,6 +169,17 @@ CREATE TABLE IF NOT EXISTS layer_scores (
 );
 """
 
+# The lake's segments (``storage.lake``) this file holds: a refresh applies the others.
+LAKE_SEGMENTS = """
+CREATE TABLE IF NOT EXISTS lake_segments (
+    segment        VARCHAR NOT NULL,   -- folder name under lake/batch=<batch>/
+    batch          VARCHAR NOT NULL,
+    rows           BIGINT NOT NULL,    -- rows the segment added
+    applied_at     TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (batch, segment)
+);
+"""
+
 # Tables computed from another table's rows of the same poster: writing a poster's rows there
 # (``extract.runner``) deletes its rows here, so a value redone at the same version is rescored.
 DERIVED_TABLES: dict[str, tuple[str, ...]] = {
@@ -196,4 +207,5 @@ SCHEMA_SQL = (
     + POSTER_NEIGHBORS
     + CURRENT_VERSIONS
     + LAYER_SCORES
+    + LAKE_SEGMENTS
 )

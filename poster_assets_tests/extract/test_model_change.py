@@ -15,6 +15,7 @@ from poster_assets.demo import generate_corpus
 from poster_assets.ingest.batches import plan_batch
 from poster_assets.models import weights as model_store
 from poster_assets.models.registry import get_spec
+from poster_assets.storage.catalog import rebuild_catalog
 from poster_assets.storage.files import file_sha256
 from poster_assets_tests.extract.test_extract_assets import materializations
 
@@ -116,3 +117,9 @@ def test_new_ocr_version_redoes_ocr_and_layers_only(tmp_path: Path, store: Poste
     assert not any(store.blobs.abspath(p).exists() for p in old_layer_files)
     assert store.db.query("SELECT count(DISTINCT model_version) FROM ocr_text")[0][0] == 1
     assert store.db.query("SELECT count(*) FROM layer_masks")[0][0] > 0
+
+    # gc rewrote the lake too: the catalog made again from it has no old version either.
+    before = store.db.query("SELECT count(*) FROM ocr_text")
+    rebuild_catalog(store.db)
+    assert store.db.query("SELECT count(DISTINCT model_version) FROM ocr_text")[0][0] == 1
+    assert store.db.query("SELECT count(*) FROM ocr_text") == before

@@ -46,6 +46,7 @@ from poster_assets.defs.dbt.inputs import models as dbt_models
 from poster_assets.defs.dbt.project import poster_dbt_project, run_target_dir
 from poster_assets.defs.resources import DB_POOL, ModelsResource, PosterStore
 from poster_assets.extract.versions import current_versions, record_current_versions
+from poster_assets.storage.catalog import refresh_catalog
 from poster_assets.storage.database import Database, DatabaseBusyError
 
 # A data version on an Output is beta; it is still the idiom for "made from the same inputs".
@@ -229,6 +230,7 @@ def sql_models(
     already carries the current one, dbt is not run: the models are materialized again with the
     same data version and their row counts (downstream assets stay current), and the dbt tests,
     which would test the same rows, show as skipped in this run, their last results standing."""
+    refresh_catalog(store.db)  # rows batch steps left in the lake while the file was busy
     current = current_versions(models)
     manifest = load_manifest(Path(poster_dbt_project.manifest_path))
     version = inputs_version(store.db, current.by_asset(), manifest)

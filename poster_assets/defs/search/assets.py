@@ -15,6 +15,7 @@ from poster_assets.search.sync import (
     sync_index,
     vectors_version,
 )
+from poster_assets.storage.catalog import refresh_catalog
 from poster_assets.vision.contact_sheet import contact_sheet
 
 # The preview: the newest posters as queries, each with its nearest neighbours in one kind's index.
@@ -48,6 +49,7 @@ def faiss_index(
     The data version is what the indexes are made from (the vectors at the current versions),
     so an update that changed no vector leaves the assets downstream current; then no index
     is saved and `poster_neighbors` is left as it is."""
+    refresh_catalog(store.db)  # vectors batch steps left in the lake while the file was busy
     updates, rows = [], []
     meta: dict = {}
     kinds = current_versions(models).kinds

@@ -1,0 +1,139 @@
+"""The catalog refresh: the lake's segments (``storage.lake``) applied to the DuckDB file.
+
+Each refresh is one transaction that applies every segment the catalog lacks, oldest first,
+and records them in ``lake_segments``: idempotent, so any process may run it at any time.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import duckdb
+
+from poster_assets.storage.database import Database, DatabaseBusyError
+from poster_assets.storage.lake import (
+    LAKE_TABLES,
+    apply_segment,
+    export_catalog,
+    parquet_rows,
+    read_parquet_sql,
+)
+
+log = logging.getLogger(__name__)
+
+# How long a chunk's write waits for the catalog before leaving its segment to a later refresh.
+CHUNK_APPLY_WAIT_S = 2.0
+
+
+@dataclass
+class Refresh:
+    segments: int = 0
+    rows: int = 0
+    migrated: bool = False
+
+
+def _applied(conn: duckdb.DuckDBPyConnection, batch: str | None = None) -> set[tuple[str, str]]:
+    """(batch, segment) of every segment the catalog holds."""
+    sql, params = "SELECT batch, segment FROM lake_segments", []
+    if batch is not None:
+        sql, params = sql + " WHERE batch = ?", [batch]
+    return set(conn.execute(sql, params).fetchall())
+
+
+def refresh_catalog(db: Database, batch: str | None = None, wait_s: float | None = None) -> Refresh:
+    """Apply the lake's segments the catalog lacks (of one batch), oldest first, in one
+    transaction. With ``wait_s``, give up after that long for the file (``DatabaseBusyError``).
+    A home made before the lake first has its rows exported to it."""
+    if wait_s is not None:
+        db = Database(db.path, wait_s)
+    out = Refresh()
+    lake = db.lake
+    with db.transaction() as conn:
+        if not lake.has_format():
+            out.migrated = export_catalog(lake, conn)
+        done = _applied(conn, batch)
+        for segment in lake.segments(batch):
+            if (segment.batch, segment.name) not in done:
+                out.rows += apply_segment(conn, segment)
+                out.segments += 1
+    if not lake.has_format():
+        lake.write_format()  # after the commit: an export rolled back is redone
+    if out.segments:
+        log.info("catalog: applied %d lake segments (%d rows)", out.segments, out.rows)
+    return out
+
+
+def try_refresh(db: Database, batch: str) -> bool:
+    """After a chunk: apply the batch's segments if the catalog is free within a moment; else
+    they wait in the lake (nothing is lost: the step's end or the next refresh applies them)."""
+    try:
+        refresh_catalog(db, batch, wait_s=min(CHUNK_APPLY_WAIT_S, db.lock_timeout_s))
+    except DatabaseBusyError:
+        log.info("catalog busy: batch %s's new rows wait in the lake for the next refresh", batch)
+        return False
+    return True
+
+
+def rebuild_catalog(db: Database) -> Refresh:
+    """Make the catalog's lake tables again from the lake alone, in one transaction. The cache
+    computed from them (``layer_scores``) is dropped; ``poster_neighbors`` is left to the next
+    index refresh, which compares it with the index."""
+    refresh_catalog(db)  # a home made before the lake exports its rows first
+    out = Refresh()
+    with db.transaction() as conn:
+        for table in (*LAKE_TABLES, "layer_scores", "lake_segments"):
+            conn.execute(f"DELETE FROM {table}")
+        for segment in db.lake.segments():
+            out.rows += apply_segment(conn, segment)
+            out.segments += 1
+    return out
+
+
+def unapplied_extractions(db: Database, batch: str, assets: Iterable[str]) -> list[tuple[str, str, str]]:
+    """(asset, poster_id, model_version) of the ``extractions`` rows in the batch's segments the
+    catalog has not applied yet: work done that a retried step must not redo."""
+    segments = [s for s in db.lake.segments(batch) if s.table_file("extractions").exists()]
+    if not segments:
+        return []
+    if db.path.exists():
+        with db.connect(read_only=True) as conn:
+            try:
+                done = {name for _, name in _applied(conn, batch)}
+            except duckdb.CatalogException:  # a catalog from before the lake
+                done = set()
+        segments = [s for s in segments if s.name not in done]
+    if not segments:
+        return []
+    source = read_parquet_sql([s.table_file("extractions") for s in segments])
+    with duckdb.connect() as conn:
+        return conn.execute(
+            f"SELECT asset, poster_id, model_version FROM {source} WHERE list_contains(?, asset)",
+            [list(assets)],
+        ).fetchall()
+
+
+@dataclass
+class LakeStatus:
+    tables: list[tuple[str, int, int]]  # table, rows in the lake, rows in the catalog
+    segments: int
+    batches: int
+    pending: int
+
+
+def lake_status(db: Database) -> LakeStatus:
+    lake = db.lake
+    segments = lake.segments()
+    with db.connect(read_only=True) as conn:
+        try:
+            done = _applied(conn)
+        except duckdb.CatalogException:  # a catalog from before the lake
+            done = set()
+        catalog = {t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in LAKE_TABLES}
+    tables = [
+        (t, parquet_rows([f for s in segments if (f := s.table_file(t)).exists()]), catalog[t])
+        for t in LAKE_TABLES
+    ]
+    pending = sum((s.batch, s.name) not in done for s in segments)
+    return LakeStatus(tables, len(segments), len({s.batch for s in segments}), pending)

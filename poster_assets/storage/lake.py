@@ -1,0 +1,367 @@
+"""The lake: what the batch steps write, as Parquet files under ``lake/``, and the catalog
+refresh that brings them into the DuckDB file.
+
+A batch step never writes the DuckDB file while it computes. Each chunk it finishes becomes a
+*segment*: a folder ``lake/batch=<batch>/<segment>/`` holding one ``<table>.parquet`` per table
+it wrote and ``segment.json`` (which rows it supersedes). The folder is written under
+``lake/_incoming/`` and renamed into place, so a killed worker leaves either the whole segment
+or nothing a reader can see, on a local disk or a shared filesystem alike.
+
+The DuckDB file is the catalog and query layer: its tables are the lake's segments applied in
+order (``refresh_catalog``), each in one short transaction that also records the segment in
+``lake_segments``, so applying is idempotent and any process may do it. A worker that finds the
+file busy keeps going; its segments wait in the lake for the next refresh (its own next chunk,
+the end of its step, dbt, the index, ``poster-assets lake refresh``). dbt, ``poster-assets sql``
+and search read the catalog as before.
+
+Segments are kept: the lake is the record, and ``rebuild_catalog`` makes the catalog's tables
+again from it. Removing rows (gc, abandoning a batch) rewrites the segment files that hold them
+(``delete_rows``), each under a temporary name and renamed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import shutil
+import socket
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, unquote
+
+import duckdb
+
+from poster_assets.storage.schema import DERIVED_TABLES, SCHEMA_SQL
+
+log = logging.getLogger(__name__)
+
+LAKE_DIR = "lake"
+# The tables batch steps write, in the order a segment's files are applied. The catalog's
+# other tables (poster_neighbors, current_versions, layer_scores) are written by corpus steps
+# that hold the catalog anyway, or are caches.
+LAKE_TABLES = (
+    "raw_posters",
+    "ocr_text",
+    "depth_maps",
+    "foreground_masks",
+    "layer_masks",
+    "foreground_embeddings",
+    "extractions",
+)
+SEGMENT_FILE = "segment.json"
+# Written once the lake holds everything the catalog held when the lake began: a home made
+# before the lake has its rows exported on the first refresh (``export_catalog``).
+FORMAT_FILE = "FORMAT.json"
+LAKE_FORMAT = 1
+# Sorts before every timestamped segment: the rows a home held before it had a lake.
+MIGRATED_SEGMENT = "00000000T000000000000Z-migrated"
+
+Rows = Mapping[str, Sequence[Mapping[str, Any]]]  # table -> rows
+
+
+@dataclass(frozen=True)
+class Replace:
+    """Rows a segment supersedes before its own go in: ``table``'s rows at ``model_version`` of
+    ``poster_ids`` (a poster redone with fewer OCR lines must not keep the old extra lines), and
+    the rows of the tables derived from them (``DERIVED_TABLES``)."""
+
+    table: str
+    model_version: str
+    poster_ids: list[str]
+
+
+def _sql_path(path: Path) -> str:
+    return "'" + str(path).replace("'", "''") + "'"
+
+
+def read_parquet_sql(paths: Sequence[Path]) -> str:
+    """``read_parquet`` over ``paths``, quoted for SQL. Not as Hive partitions: the ``batch=``
+    folder would add a ``batch`` column to every table."""
+    return f"read_parquet([{', '.join(map(_sql_path, paths))}], hive_partitioning = false)"
+
+
+def batch_dir_name(batch: str) -> str:
+    return "batch=" + quote(batch, safe="")
+
+
+def _segment_stamp() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
+
+
+def parquet_rows(paths: Sequence[Path]) -> int:
+    """Rows in the Parquet files, from their footers."""
+    if not paths:
+        return 0
+    with duckdb.connect() as conn:
+        (n,) = conn.execute(
+            f"SELECT sum(num_rows) FROM parquet_file_metadata([{', '.join(map(_sql_path, paths))}])"
+        ).fetchone()
+    return int(n or 0)
+
+
+@dataclass(frozen=True)
+class Segment:
+    path: Path
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def batch(self) -> str:
+        return unquote(self.path.parent.name.removeprefix("batch="))
+
+    def meta(self) -> dict[str, Any]:
+        return json.loads((self.path / SEGMENT_FILE).read_text())
+
+    def table_file(self, table: str) -> Path:
+        return self.path / f"{table}.parquet"
+
+
+class Lake:
+    """The ``lake/`` folder of a home."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def batch_dir(self, batch: str) -> Path:
+        return self.root / batch_dir_name(batch)
+
+    def write_segment(self, batch: str, tables: Rows, replaces: Sequence[Replace] = ()) -> Segment:
+        """One segment of ``tables``' rows for ``batch``: typed and checked by the catalog's own
+        schema (an in-memory DuckDB), written under ``_incoming/`` and renamed into place."""
+        incoming = self.root / "_incoming" / uuid.uuid4().hex
+        incoming.mkdir(parents=True)
+        try:
+            counts: dict[str, int] = {}
+            with duckdb.connect() as conn:
+                conn.execute(SCHEMA_SQL)
+                for table in LAKE_TABLES:
+                    rows = tables.get(table) or []
+                    if not rows:
+                        continue
+                    cols = list(rows[0])
+                    conn.executemany(
+                        f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' for _ in cols)})",
+                        [[r[c] for c in cols] for r in rows],
+                    )
+                    target = _sql_path(incoming / f"{table}.parquet")
+                    conn.execute(f"COPY {table} TO {target} (FORMAT parquet)")
+                    counts[table] = len(rows)
+            meta = {
+                "batch": batch,
+                "tables": counts,
+                "replaces": [asdict(r) for r in replaces],
+                "written_at": dt.datetime.now(dt.UTC).isoformat(),
+                "host": socket.gethostname(),
+                "pid": os.getpid(),
+            }
+            (incoming / SEGMENT_FILE).write_text(json.dumps(meta))
+            target = self.batch_dir(batch) / f"{_segment_stamp()}-{incoming.name[:12]}"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.rename(incoming, target)
+        except BaseException:
+            shutil.rmtree(incoming, ignore_errors=True)
+            raise
+        return Segment(target)
+
+    def segments(self, batch: str | None = None) -> list[Segment]:
+        """Every complete segment (of one batch), oldest first."""
+        dirs = [self.batch_dir(batch)] if batch is not None else self._batch_dirs()
+        found = [
+            Segment(Path(entry.path))
+            for d in dirs
+            if d.is_dir()
+            for entry in os.scandir(d)
+            if entry.is_dir() and not entry.name.startswith(".")
+        ]
+        return sorted(found, key=lambda s: (s.name, s.batch))
+
+    def _batch_dirs(self) -> list[Path]:
+        if not self.root.is_dir():
+            return []
+        return [Path(e.path) for e in os.scandir(self.root) if e.is_dir() and e.name.startswith("batch=")]
+
+    def table_files(self, table: str, batch: str | None = None) -> list[Path]:
+        return [f for s in self.segments(batch) if (f := s.table_file(table)).exists()]
+
+    def delete_rows(self, table: str, where: str, params: Sequence[Any], batch: str | None = None) -> int:
+        """Rewrite every segment file of ``table`` that has rows matching ``where`` without them
+        (each under a temporary name, renamed); a file left empty is removed. Returns the rows
+        removed."""
+        removed = 0
+        with duckdb.connect() as conn:
+            for path in self.table_files(table, batch):
+                source = read_parquet_sql([path])
+                (n,) = conn.execute(f"SELECT count(*) FROM {source} WHERE {where}", list(params)).fetchone()
+                if not n:
+                    continue
+                (left,) = conn.execute(f"SELECT count(*) FROM {source}").fetchone()
+                if n == left:
+                    path.unlink()
+                else:
+                    tmp = path.with_name(f".tmp-{uuid.uuid4().hex[:8]}-{path.name}")
+                    kept = f"SELECT * FROM {source} WHERE NOT ({where})"
+                    conn.execute(f"COPY ({kept}) TO {_sql_path(tmp)} (FORMAT parquet)", list(params))
+                    os.replace(tmp, path)
+                removed += n
+        return removed
+
+    def remove_batch(self, batch: str) -> None:
+        """Drop a batch's folder once nothing in it is kept (``abandon``)."""
+        shutil.rmtree(self.batch_dir(batch), ignore_errors=True)
+
+    def has_format(self) -> bool:
+        return (self.root / FORMAT_FILE).exists()
+
+    def clear_incoming(self, older_than_s: float = 3600.0) -> None:
+        """Remove what killed writers left under ``_incoming/`` (never visible to readers)."""
+        incoming = self.root / "_incoming"
+        if not incoming.is_dir():
+            return
+        cutoff = time.time() - older_than_s
+        for entry in os.scandir(incoming):
+            if entry.stat().st_mtime < cutoff:
+                shutil.rmtree(entry.path, ignore_errors=True)
+
+    def write_format(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        (self.root / FORMAT_FILE).write_text(json.dumps({"format": LAKE_FORMAT, "tables": list(LAKE_TABLES)}))
+
+
+def primary_key(conn: duckdb.DuckDBPyConnection, table: str) -> list[str]:
+    """The primary key columns of ``table`` as the database declares them (``storage.schema``)."""
+    found = conn.execute(
+        "SELECT constraint_column_names FROM duckdb_constraints() "
+        "WHERE table_name = ? AND schema_name = 'main' AND constraint_type = 'PRIMARY KEY'",
+        [table],
+    ).fetchall()
+    if not found:
+        raise LookupError(f"table {table} has no primary key: its rows cannot be written idempotently")
+    return list(found[0][0])
+
+
+def _delete_by_key(conn: duckdb.DuckDBPyConnection, table: str, source: str) -> None:
+    key = primary_key(conn, table)
+    match = " AND ".join(f"{table}.{c} = k.{c}" for c in key)
+    conn.execute(f"DELETE FROM {table} USING (SELECT {', '.join(key)} FROM {source}) AS k WHERE {match}")
+
+
+# A segment's ok poster whose bytes already have an ok row under another path becomes a
+# duplicate of that row: two batches racing on the same bytes, the one applied second.
+_INSERT_POSTERS = """
+INSERT INTO raw_posters BY NAME
+SELECT s.* EXCLUDE (first_ok, dup) REPLACE (
+    CASE WHEN dup THEN 'duplicate' ELSE s.status END AS status,
+    CASE WHEN dup THEN 'same bytes as ' || parse_filename(first_ok) ELSE s.reason END AS reason,
+    CASE WHEN dup THEN first_ok ELSE s.duplicate_of END AS duplicate_of
+)
+FROM (
+    SELECT s.*, o.first_ok, coalesce(s.status = 'ok' AND o.first_ok <> s.source_uri, false) AS dup
+    FROM {source} s
+    LEFT JOIN (
+        SELECT poster_id, min(source_uri) AS first_ok FROM raw_posters
+        WHERE status = 'ok' AND poster_id IN (SELECT poster_id FROM {source})
+        GROUP BY poster_id
+    ) o ON o.poster_id = s.poster_id
+) s
+ON CONFLICT DO NOTHING
+"""
+
+
+def apply_segment(conn: duckdb.DuckDBPyConnection, segment: Segment) -> int:
+    """Apply one segment inside the caller's transaction; returns its rows."""
+    meta = segment.meta()
+    for r in meta["replaces"]:
+        conn.execute(
+            f"DELETE FROM {r['table']} WHERE model_version = ? AND poster_id IN ?",
+            [r["model_version"], r["poster_ids"]],
+        )
+        for derived in DERIVED_TABLES.get(r["table"], ()):
+            conn.execute(f"DELETE FROM {derived} WHERE poster_id IN ?", [r["poster_ids"]])
+    rows = 0
+    for table in LAKE_TABLES:
+        path = segment.table_file(table)
+        if table not in meta["tables"] or not path.exists():  # emptied by gc or abandon
+            continue
+        source = read_parquet_sql([path])
+        if table == "raw_posters":
+            conn.execute(_INSERT_POSTERS.format(source=source))
+        else:
+            _delete_by_key(conn, table, source)
+            for derived in DERIVED_TABLES.get(table, ()):
+                conn.execute(f"DELETE FROM {derived} WHERE poster_id IN (SELECT poster_id FROM {source})")
+            conn.execute(f"INSERT INTO {table} BY NAME SELECT * FROM {source}")
+        rows += meta["tables"][table]
+    conn.execute(
+        "INSERT OR REPLACE INTO lake_segments VALUES (?, ?, ?, ?)",
+        [segment.name, segment.batch, rows, dt.datetime.now(dt.UTC)],
+    )
+    return rows
+
+
+def export_catalog(lake: Lake, conn: duckdb.DuckDBPyConnection) -> bool:
+    """A home from before the lake: export every row its lake tables hold into one segment per
+    batch (named to sort before any other), recorded as applied. Detail rows go with the batch of
+    their poster's ok row. Returns whether there was anything to export."""
+    held = sum(conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in LAKE_TABLES)
+    if held:
+        found = conn.execute(
+            "SELECT batch FROM raw_posters UNION SELECT batch FROM extractions ORDER BY 1"
+        ).fetchall()
+        batches = [b for (b,) in found]
+        number = {b: i for i, b in enumerate(batches)}
+        conn.execute("CREATE TEMP TABLE _batch_no (batch VARCHAR, batch_no INTEGER)")
+        conn.executemany("INSERT INTO _batch_no VALUES (?, ?)", list(number.items()))
+        conn.execute(
+            "CREATE TEMP TABLE _poster_batch AS SELECT poster_id, min(batch) AS batch FROM raw_posters "
+            "GROUP BY poster_id"
+        )
+        staging = lake.root / "_incoming" / f"migrate-{uuid.uuid4().hex}"
+        staging.mkdir(parents=True)
+        counts: dict[int, dict[str, int]] = {}
+        for table in LAKE_TABLES:
+            if table in ("raw_posters", "extractions"):
+                rows = f"SELECT t.*, n.batch_no FROM {table} t JOIN _batch_no n USING (batch)"
+            else:
+                # Rows of a poster no batch holds any more (left by an older abandon) have nowhere
+                # to go: the migration leaves them in the catalog only.
+                rows = (
+                    f"SELECT t.*, n.batch_no FROM {table} t JOIN _poster_batch p USING (poster_id) "
+                    "JOIN _batch_no n USING (batch)"
+                )
+            for no, n in conn.execute(f"SELECT batch_no, count(*) FROM ({rows}) GROUP BY 1").fetchall():
+                counts.setdefault(no, {})[table] = n
+            conn.execute(
+                f"COPY ({rows}) TO {_sql_path(staging / table)} "
+                "(FORMAT parquet, PARTITION_BY (batch_no), WRITE_PARTITION_COLUMNS false)"
+            )
+        conn.execute("DROP TABLE _batch_no")
+        conn.execute("DROP TABLE _poster_batch")
+        for batch, no in number.items():
+            if no not in counts:
+                continue
+            segment = staging / f"segment-{no}"
+            segment.mkdir(parents=True)
+            for table in counts[no]:
+                (part,) = (staging / table / f"batch_no={no}").glob("*.parquet")
+                os.rename(part, segment / f"{table}.parquet")
+            meta = {"batch": batch, "tables": counts[no], "replaces": [], "migrated": True}
+            (segment / SEGMENT_FILE).write_text(json.dumps(meta))
+            target = lake.batch_dir(batch) / MIGRATED_SEGMENT
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.rmtree(target, ignore_errors=True)  # from an export whose transaction rolled back
+            os.rename(segment, target)
+            conn.execute(
+                "INSERT OR REPLACE INTO lake_segments VALUES (?, ?, ?, ?)",
+                [MIGRATED_SEGMENT, batch, sum(counts[no].values()), dt.datetime.now(dt.UTC)],
+            )
+        shutil.rmtree(staging, ignore_errors=True)
+        log.info("lake: exported the rows of %d batches of a home made before the lake", len(counts))
+    return bool(held)
