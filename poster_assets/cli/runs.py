@@ -341,7 +341,7 @@ def corpus_built(inst: dg.DagsterInstance) -> bool:
 
 def sweep_leftovers(home: Path | None = None, echo: Callable[[str], None] | None = None) -> SweepReport:
     """Remove the ``.tmp-*`` files and folders killed writers left under the home folder
-    (blobs, indexes, batches, models) that nothing touched for an hour, and say how much went
+    (blobs, indexes, batches, models, lake) that nothing touched for an hour, and say how much went
     (on stderr): a younger one may belong to a writer running now and stays."""
     home = home or settings.home_dir()
     report = sweep_temporaries(home, STALE_TEMP_AGE_S)

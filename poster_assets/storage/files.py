@@ -103,7 +103,7 @@ def atomic_dir(target: Path) -> Iterator[Path]:
 TEMP_PREFIX = ".tmp-"
 # Folders of a home folder where writers leave their temporaries (``atomic_write``,
 # ``atomic_dir``, ``BlobStore.store_file``), searched to any depth (``models`` holds ``models/ssl``).
-TEMP_ROOTS = ("blobs", "indexes", "batches", "models")
+TEMP_ROOTS = ("blobs", "indexes", "batches", "models", "lake")
 STALE_TEMP_AGE_S = 3600.0
 
 

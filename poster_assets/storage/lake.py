@@ -3,9 +3,10 @@ refresh that brings them into the DuckDB file.
 
 A batch step never writes the DuckDB file while it computes. Each chunk it finishes becomes a
 *segment*: a folder ``lake/batch=<batch>/<segment>/`` holding one ``<table>.parquet`` per table
-it wrote and ``segment.json`` (which rows it supersedes). The folder is written under
-``lake/_incoming/`` and renamed into place, so a killed worker leaves either the whole segment
-or nothing a reader can see, on a local disk or a shared filesystem alike.
+it wrote and ``segment.json`` (which rows it supersedes). The folder is filled under a ``.tmp-*``
+name and renamed into place (``files.atomic_dir``), so a killed worker leaves either the whole
+segment or a temporary no reader looks at (swept like every other), on a local disk or a shared
+filesystem alike.
 
 The DuckDB file is the catalog and query layer: its tables are the lake's segments applied in
 order (``refresh_catalog``), each in one short transaction that also records the segment in
@@ -27,7 +28,7 @@ import logging
 import os
 import shutil
 import socket
-import time
+import tempfile
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -37,6 +38,7 @@ from urllib.parse import quote, unquote
 
 import duckdb
 
+from poster_assets.storage.files import TEMP_PREFIX, atomic_dir
 from poster_assets.storage.schema import DERIVED_TABLES, SCHEMA_SQL
 
 log = logging.getLogger(__name__)
@@ -135,25 +137,24 @@ class Lake:
 
     def write_segment(self, batch: str, tables: Rows, replaces: Sequence[Replace] = ()) -> Segment:
         """One segment of ``tables``' rows for ``batch``: typed and checked by the catalog's own
-        schema (an in-memory DuckDB), written under ``_incoming/`` and renamed into place."""
-        incoming = self.root / "_incoming" / uuid.uuid4().hex
-        incoming.mkdir(parents=True)
-        try:
-            counts: dict[str, int] = {}
-            with duckdb.connect() as conn:
-                conn.execute(SCHEMA_SQL)
-                for table in LAKE_TABLES:
-                    rows = tables.get(table) or []
-                    if not rows:
-                        continue
-                    cols = list(rows[0])
-                    conn.executemany(
-                        f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' for _ in cols)})",
-                        [[r[c] for c in cols] for r in rows],
-                    )
-                    target = _sql_path(incoming / f"{table}.parquet")
-                    conn.execute(f"COPY {table} TO {target} (FORMAT parquet)")
-                    counts[table] = len(rows)
+        schema (an in-memory DuckDB), written into a ``.tmp-*`` folder and renamed into place."""
+        target = self.batch_dir(batch) / f"{_segment_stamp()}-{uuid.uuid4().hex[:12]}"
+        counts: dict[str, int] = {}
+        with atomic_dir(target) as tmp, duckdb.connect() as conn:
+            conn.execute(SCHEMA_SQL)
+            for table in LAKE_TABLES:
+                rows = tables.get(table) or []
+                if not rows:
+                    continue
+                cols = list(rows[0])
+                # Column-wise, one statement: executemany costs ~10x more for 48 vectors.
+                conn.execute(
+                    f"INSERT INTO {table} ({', '.join(cols)}) SELECT "
+                    + ", ".join(f"unnest(${i + 1})" for i in range(len(cols))),
+                    [[r[c] for r in rows] for c in cols],
+                )
+                conn.execute(f"COPY {table} TO {_sql_path(tmp / f'{table}.parquet')} (FORMAT parquet)")
+                counts[table] = len(rows)
             meta = {
                 "batch": batch,
                 "tables": counts,
@@ -162,13 +163,7 @@ class Lake:
                 "host": socket.gethostname(),
                 "pid": os.getpid(),
             }
-            (incoming / SEGMENT_FILE).write_text(json.dumps(meta))
-            target = self.batch_dir(batch) / f"{_segment_stamp()}-{incoming.name[:12]}"
-            target.parent.mkdir(parents=True, exist_ok=True)
-            os.rename(incoming, target)
-        except BaseException:
-            shutil.rmtree(incoming, ignore_errors=True)
-            raise
+            (tmp / SEGMENT_FILE).write_text(json.dumps(meta))
         return Segment(target)
 
     def segments(self, batch: str | None = None) -> list[Segment]:
@@ -206,7 +201,7 @@ class Lake:
                 if n == left:
                     path.unlink()
                 else:
-                    tmp = path.with_name(f".tmp-{uuid.uuid4().hex[:8]}-{path.name}")
+                    tmp = path.with_name(f"{TEMP_PREFIX}{uuid.uuid4().hex[:8]}-{path.name}")
                     kept = f"SELECT * FROM {source} WHERE NOT ({where})"
                     conn.execute(f"COPY ({kept}) TO {_sql_path(tmp)} (FORMAT parquet)", list(params))
                     os.replace(tmp, path)
@@ -219,16 +214,6 @@ class Lake:
 
     def has_format(self) -> bool:
         return (self.root / FORMAT_FILE).exists()
-
-    def clear_incoming(self, older_than_s: float = 3600.0) -> None:
-        """Remove what killed writers left under ``_incoming/`` (never visible to readers)."""
-        incoming = self.root / "_incoming"
-        if not incoming.is_dir():
-            return
-        cutoff = time.time() - older_than_s
-        for entry in os.scandir(incoming):
-            if entry.stat().st_mtime < cutoff:
-                shutil.rmtree(entry.path, ignore_errors=True)
 
     def write_format(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
@@ -323,8 +308,8 @@ def export_catalog(lake: Lake, conn: duckdb.DuckDBPyConnection) -> bool:
             "CREATE TEMP TABLE _poster_batch AS SELECT poster_id, min(batch) AS batch FROM raw_posters "
             "GROUP BY poster_id"
         )
-        staging = lake.root / "_incoming" / f"migrate-{uuid.uuid4().hex}"
-        staging.mkdir(parents=True)
+        lake.root.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX, dir=lake.root))
         counts: dict[int, dict[str, int]] = {}
         for table in LAKE_TABLES:
             if table in ("raw_posters", "extractions"):

@@ -8,6 +8,7 @@ single-process run of the same files, and a worker process killed mid-batch lose
 from __future__ import annotations
 
 import itertools
+import json
 import math
 import os
 import shutil
@@ -183,8 +184,30 @@ def _instance(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> dg.Dagste
     return dg.DagsterInstance.get()
 
 
+@pytest.fixture(scope="module")
+def reference(corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The corpus's batches in one process: the default executor and SQLite instance."""
+    home = tmp_path_factory.mktemp("single")
+    single = _env(home, None)
+    for b in range(BATCHES):
+        _cli(single, "ingest", str(corpus / f"b{b}"))
+    _cli(single, "run")
+    return home
+
+
+def _assert_same_rows(home: Path, reference: Path) -> None:
+    """Every compared table of ``home`` equals ``reference``'s rows of the same posters."""
+    with duckdb.connect(str(home / "poster_assets.duckdb"), read_only=True) as conn:
+        ids = ", ".join(f"'{pid}'" for (pid,) in conn.execute("SELECT poster_id FROM raw_posters").fetchall())
+    for table in COMPARED:
+        mine, theirs = _rows(home, table), _rows(reference, table, f"WHERE poster_id IN ({ids})")
+        assert len(mine) == len(theirs) and mine, table
+        differ = [(a, b) for a, b in zip(mine, theirs, strict=True) if not _same(a, b)]
+        assert not differ, f"{table}: {differ[0]}"
+
+
 def test_two_workers_extract_batches_side_by_side_as_one_process_would(
-    cluster: dict, corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    cluster: dict, corpus: Path, reference: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     home, env = cluster["home"], cluster["env"]
     for b in range(BATCHES):
@@ -192,20 +215,16 @@ def test_two_workers_extract_batches_side_by_side_as_one_process_would(
     out = _cli(env, "run", "--parallel", str(BATCHES))
     assert f"{BATCHES + 1} run(s), 0 failed" in out, out
 
-    # The same files, one process, the default executor and SQLite instance.
-    reference = tmp_path / "single"
-    single = _env(reference, None)
-    for b in range(BATCHES):
-        _cli(single, "ingest", str(corpus / f"b{b}"))
-    _cli(single, "run")
-
     posters = BATCHES * PER_BATCH
     assert len(_rows(home, "raw_posters", "WHERE status = 'ok'")) == posters
-    for table in COMPARED:
-        mine, theirs = _rows(home, table), _rows(reference, table)
-        assert len(mine) == len(theirs) and mine, table
-        differ = [(a, b) for a, b in zip(mine, theirs, strict=True) if not _same(a, b)]
-        assert not differ, f"{table}: {differ[0]}"
+    _assert_same_rows(home, reference)
+    # The rows came through the lake, written by both workers' step processes; every segment is
+    # in the database, and the lake alone makes the same tables again.
+    assert "0 not yet in the catalog" in _cli(env, "lake", "status")
+    writers = {json.loads(p.read_text())["pid"] for p in (home / "lake").glob("batch=*/*/segment.json")}
+    assert len(writers) >= 2, writers
+    _cli(env, "lake", "rebuild")
+    _assert_same_rows(home, reference)
     # Each poster once per extractor (the key allows no more) and no poster left out.
     with duckdb.connect(str(home / "poster_assets.duckdb"), read_only=True) as conn:
         query = "SELECT asset, count(DISTINCT poster_id) FROM extractions GROUP BY 1"
@@ -280,3 +299,23 @@ def test_a_worker_killed_mid_batch_loses_nothing(
         assert len(starts) == 2, "the killed step was not run again"
         assert len({run for run, _, _ in starts}) == 1
         assert inst.get_run_by_id(starts[0][0]).status == dg.DagsterRunStatus.SUCCESS
+
+
+def test_the_multiprocess_executor_runs_each_step_in_its_own_process(
+    corpus: Path, reference: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One machine, no services: ``POSTER_ASSETS_EXECUTOR=multiprocess`` gives the same rows."""
+    home = tmp_path / "multiprocess"
+    env = {**_env(home, None), "POSTER_ASSETS_EXECUTOR": "multiprocess"}
+    out = _cli(env, "ingest", str(corpus / "b0"), "--extract")
+    assert "0 failed" in out, out
+    _assert_same_rows(home, reference)
+
+    monkeypatch.setenv("DAGSTER_HOME", env["DAGSTER_HOME"])
+    with dg.DagsterInstance.get() as inst:
+        runs = inst.get_runs()
+        assert runs and all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs)
+        batch_run = next(r for r in runs if r.tags.get("dagster/partition"))
+        starts = inst.all_logs(batch_run.run_id, of_type=dg.DagsterEventType.STEP_START)
+        pids = {e.dagster_event.pid for e in starts}
+        assert len(starts) >= 3 and len(pids) == len(starts), pids  # a process per step

@@ -17,6 +17,7 @@ from poster_assets.ingest.batches import plan_batch
 from poster_assets.ingest.ingest import ingest_batch
 from poster_assets.storage.catalog import lake_status, rebuild_catalog, refresh_catalog
 from poster_assets.storage.database import Database
+from poster_assets.storage.files import sweep_temporaries
 from poster_assets.storage.lake import LAKE_TABLES, SEGMENT_FILE, Lake
 
 OCR_VERSION = "ocr-test-v1"
@@ -147,13 +148,13 @@ def test_a_killed_writer_leaves_no_partial_segment(tmp_path: Path, store: Poster
 
     segments = store.db.lake.segments()
     assert segments  # it got some done ...
-    assert any((store.db.lake.root / "_incoming").iterdir())  # ... and was killed inside one
+    temporaries = list(store.db.lake.batch_dir("b").glob(".tmp-*"))
+    assert temporaries  # ... and was killed inside one
     # Every segment a reader can see is whole: the catalog takes them all.
     done = refresh_catalog(store.db)
     assert done.segments == len(segments)
     assert store.db.query("SELECT count(*) FROM foreground_embeddings") == [(400,)]
-    store.db.lake.clear_incoming(older_than_s=0)
-    assert not any((store.db.lake.root / "_incoming").iterdir())
+    assert sweep_temporaries(store.home_path, older_than_s=0).removed == temporaries
 
 
 def test_abandon_removes_the_batch_from_the_lake(tmp_path: Path, store: PosterStore) -> None:
