@@ -40,8 +40,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from poster_assets.storage.catalog import refresh_catalog  # noqa: E402
+from poster_assets.storage.columns import table_columns  # noqa: E402
 from poster_assets.storage.database import Database  # noqa: E402
-from poster_assets.storage.lake import LAKE_TABLES, primary_key  # noqa: E402
+from poster_assets.storage.lake import LAKE_TABLES  # noqa: E402
 
 CHUNK = 16
 KINDS = {"foreground": 1280, "poster": 1280, "pixels": 768}
@@ -144,7 +145,7 @@ def baseline_write(db: Database, tables: dict[str, list[dict[str, Any]]]) -> Non
     """The pre-lake chunk write: delete by key, insert, in one transaction on the file."""
     with db.transaction() as conn:
         for table, rows in tables.items():
-            key = primary_key(conn, table)
+            key = table_columns(table).primary_key
             keys = dict.fromkeys(tuple(r[c] for c in key) for r in rows)
             columns = [list(c) for c in zip(*keys, strict=True)]
             unnested = ", ".join(f"unnest(?) AS {c}" for c in key)

@@ -15,8 +15,7 @@ from pathlib import Path
 
 import duckdb
 
-from poster_assets.storage.schema import SCHEMA_SQL
-from poster_assets.storage.store import DB_FILE
+from poster_assets.storage.schema import DB_FILE, SCHEMA_SQL
 
 # DuckDB names a file's catalog after the file: `poster_assets.duckdb` -> `poster_assets`.
 CATALOG = Path(DB_FILE).stem

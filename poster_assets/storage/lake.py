@@ -38,6 +38,7 @@ from urllib.parse import quote, unquote
 
 import duckdb
 
+from poster_assets.storage.columns import table_columns
 from poster_assets.storage.files import TEMP_PREFIX, atomic_dir
 from poster_assets.storage.schema import DERIVED_TABLES, SCHEMA_SQL
 
@@ -220,20 +221,8 @@ class Lake:
         (self.root / FORMAT_FILE).write_text(json.dumps({"format": LAKE_FORMAT, "tables": list(LAKE_TABLES)}))
 
 
-def primary_key(conn: duckdb.DuckDBPyConnection, table: str) -> list[str]:
-    """The primary key columns of ``table`` as the database declares them (``storage.schema``)."""
-    found = conn.execute(
-        "SELECT constraint_column_names FROM duckdb_constraints() "
-        "WHERE table_name = ? AND schema_name = 'main' AND constraint_type = 'PRIMARY KEY'",
-        [table],
-    ).fetchall()
-    if not found:
-        raise LookupError(f"table {table} has no primary key: its rows cannot be written idempotently")
-    return list(found[0][0])
-
-
 def _delete_by_key(conn: duckdb.DuckDBPyConnection, table: str, source: str) -> None:
-    key = primary_key(conn, table)
+    key = table_columns(table).primary_key
     match = " AND ".join(f"{table}.{c} = k.{c}" for c in key)
     conn.execute(f"DELETE FROM {table} USING (SELECT {', '.join(key)} FROM {source}) AS k WHERE {match}")
 

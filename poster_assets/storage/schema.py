@@ -1,5 +1,8 @@
 """Tables poster-assets writes. One statement list, applied idempotently on first write."""
 
+# The database file in a home folder.
+DB_FILE = "poster_assets.duckdb"
+
 RAW_POSTERS = """
 CREATE TABLE IF NOT EXISTS raw_posters (
     poster_id      VARCHAR NOT NULL,   -- sha256 of the file bytes

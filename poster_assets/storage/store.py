@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING
 from poster_assets import settings
 from poster_assets.storage.blobs import BlobStore
 from poster_assets.storage.database import Database
+from poster_assets.storage.schema import DB_FILE
 
-DB_FILE = "poster_assets.duckdb"
 # Readers and code outside Dagster wait this long for the file; writers inside Dagster queue in
 # the `poster_db` pool instead, so they do not meet each other here.
 DEFAULT_LOCK_TIMEOUT_S = 60.0
