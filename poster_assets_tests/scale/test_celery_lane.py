@@ -307,8 +307,7 @@ def test_the_multiprocess_executor_runs_each_step_in_its_own_process(
     """One machine, no services: ``POSTER_ASSETS_EXECUTOR=multiprocess`` gives the same rows."""
     home = tmp_path / "multiprocess"
     env = {**_env(home, None), "POSTER_ASSETS_EXECUTOR": "multiprocess"}
-    out = _cli(env, "ingest", str(corpus / "b0"), "--extract")
-    assert "0 failed" in out, out
+    _cli(env, "ingest", str(corpus / "b0"), "--extract")
     _assert_same_rows(home, reference)
 
     monkeypatch.setenv("DAGSTER_HOME", env["DAGSTER_HOME"])
