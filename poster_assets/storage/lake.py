@@ -269,8 +269,6 @@ def apply_segment(conn: duckdb.DuckDBPyConnection, segment: Segment) -> int:
             conn.execute(_INSERT_POSTERS.format(source=source))
         else:
             _delete_by_key(conn, table, source)
-            for derived in DERIVED_TABLES.get(table, ()):
-                conn.execute(f"DELETE FROM {derived} WHERE poster_id IN (SELECT poster_id FROM {source})")
             conn.execute(f"INSERT INTO {table} BY NAME SELECT * FROM {source}")
         rows += meta["tables"][table]
     conn.execute(
