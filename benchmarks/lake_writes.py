@@ -17,8 +17,9 @@ measured in this run:
 - **lake, the catalog's part**: ``refresh_catalog`` applying that one segment. Only this
   holds the file.
 
-Then one refresh applying every segment of a batch at once (the step's end after a busy
-catalog), and the listing a refresh does (segments on disk against ``lake_segments``).
+Then 16 waiting segments (a batch's chunks left in the lake while the catalog was busy) applied
+one by one against together in one refresh, a refresh with nothing to apply (the listing of
+segments on disk against ``lake_segments``), and the database rebuilt from the lake alone.
 """
 
 from __future__ import annotations
@@ -40,10 +41,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from poster_assets.storage.catalog import refresh_catalog  # noqa: E402
+from poster_assets.storage.catalog import rebuild_catalog, refresh_catalog  # noqa: E402
 from poster_assets.storage.columns import table_columns  # noqa: E402
 from poster_assets.storage.database import Database  # noqa: E402
-from poster_assets.storage.lake import LAKE_TABLES  # noqa: E402
+from poster_assets.storage.lake import LAKE_TABLES, apply_segments  # noqa: E402
 
 CHUNK = 16
 KINDS = {"foreground": 1280, "poster": 1280, "pixels": 768}
@@ -260,13 +261,26 @@ def main() -> None:
             f"baseline's {baseline * 1e3:.0f} ms; the writers' whole time {whole / baseline:.2f}x; "
             f"same rows in both: {counts['baseline'] == counts['lake']}"
         )
-        # A batch's chunks left in the lake by a busy catalog, applied at the step's end.
-        for i in range(16):
-            dbs["lake"].lake.write_segment("late", chunk_rows((args.chunks + i) * CHUNK, "late", rng))
+        # A batch's chunks left in the lake by a busy catalog, applied at the step's end: one
+        # refresh applies them together; the baseline applies the same kind of segments one by one.
+        waiting = {
+            how: [
+                dbs["lake"].lake.write_segment(how, chunk_rows((args.chunks + 16 * n + i) * CHUNK, how, rng))
+                for i in range(16)
+            ]
+            for n, how in enumerate(("one-by-one", "together"))
+        }
         t0 = time.perf_counter()
-        done = refresh_catalog(dbs["lake"], "late")
+        with dbs["lake"].transaction() as conn:
+            for segment in waiting["one-by-one"]:
+                apply_segments(conn, [segment])
+        alone = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        done = refresh_catalog(dbs["lake"], "together")
+        together = time.perf_counter() - t0
         print(
-            f"16 waiting segments applied in one refresh: {time.perf_counter() - t0:.2f} s ({done.rows} rows)"
+            f"16 waiting segments ({done.rows} rows): one by one {alone:.2f} s, "
+            f"in one refresh {together:.2f} s ({alone / together:.1f}x faster)"
         )
         t0 = time.perf_counter()
         for _ in range(10):
@@ -274,6 +288,12 @@ def main() -> None:
         print(
             f"a refresh with nothing to apply over {len(dbs['lake'].lake.segments())} segments: "
             f"{(time.perf_counter() - t0) / 10 * 1e3:.1f} ms"
+        )
+        t0 = time.perf_counter()
+        rebuilt = rebuild_catalog(dbs["lake"])
+        print(
+            f"the database rebuilt from the lake alone: {rebuilt.segments} segments, {rebuilt.rows} rows "
+            f"in {time.perf_counter() - t0:.1f} s"
         )
     finally:
         shutil.rmtree(root, ignore_errors=True)

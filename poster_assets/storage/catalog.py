@@ -15,7 +15,7 @@ import duckdb
 from poster_assets.storage.database import Database, DatabaseBusyError
 from poster_assets.storage.lake import (
     LAKE_TABLES,
-    apply_segment,
+    apply_segments,
     export_catalog,
     parquet_rows,
     read_parquet_sql,
@@ -54,10 +54,8 @@ def refresh_catalog(db: Database, batch: str | None = None, wait_s: float | None
         if not lake.has_format():
             out.migrated = export_catalog(lake, conn)
         done = _applied(conn, batch)
-        for segment in lake.segments(batch):
-            if (segment.batch, segment.name) not in done:
-                out.rows += apply_segment(conn, segment)
-                out.segments += 1
+        pending = [s for s in lake.segments(batch) if (s.batch, s.name) not in done]
+        out.rows, out.segments = apply_segments(conn, pending), len(pending)
     if not lake.has_format():
         lake.write_format()  # after the commit: an export rolled back is redone
     if out.segments:
@@ -85,9 +83,8 @@ def rebuild_catalog(db: Database) -> Refresh:
     with db.transaction() as conn:
         for table in (*LAKE_TABLES, "layer_scores", "lake_segments"):
             conn.execute(f"DELETE FROM {table}")
-        for segment in db.lake.segments():
-            out.rows += apply_segment(conn, segment)
-            out.segments += 1
+        segments = db.lake.segments()
+        out.rows, out.segments = apply_segments(conn, segments), len(segments)
     return out
 
 

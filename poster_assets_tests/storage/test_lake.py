@@ -18,7 +18,7 @@ from poster_assets.ingest.ingest import ingest_batch
 from poster_assets.storage.catalog import lake_status, rebuild_catalog, refresh_catalog
 from poster_assets.storage.database import Database
 from poster_assets.storage.files import sweep_temporaries
-from poster_assets.storage.lake import LAKE_TABLES, SEGMENT_FILE, Lake
+from poster_assets.storage.lake import LAKE_TABLES, SEGMENT_FILE, Lake, Replace
 
 OCR_VERSION = "ocr-test-v1"
 
@@ -91,6 +91,53 @@ def test_rows_reach_the_catalog_through_segments_and_rebuild_from_them(
     store.db_path.unlink()
     rebuild_catalog(store.db)
     assert _snapshot(store.db) == before
+
+
+def test_segments_applied_together_equal_segments_applied_one_by_one(tmp_path: Path) -> None:
+    """Later segments win by key, and their replaced rows drop the earlier segments' rows too."""
+    homes = {how: Database(tmp_path / how / "poster_assets.duckdb") for how in ("one_by_one", "together")}
+    ids = [f"{i:064x}" for i in range(4)]
+    refs = [type("Ref", (), {"poster_id": pid, "file_name": f"p{i}"})() for i, pid in enumerate(ids)]
+
+    def vectors(value: float) -> dict:
+        return {
+            "foreground_embeddings": [
+                {
+                    "poster_id": pid,
+                    "kind": "pixels",
+                    "model_version": "v",
+                    "dim": 2,
+                    "embedding": [value, 1.0],
+                }
+                for pid in ids[:3]
+            ]
+        }
+
+    def chunk(rs, lines: int) -> tuple[dict, list[Replace]]:
+        return {"ocr_text": [r for o in _ocr_outcomes(rs, lines) for r in o.rows["ocr_text"]]}, [
+            Replace("ocr_text", OCR_VERSION, [r.poster_id for r in rs])
+        ]
+
+    writes = [
+        chunk(refs, 3),
+        chunk(refs[:2], 1),
+        chunk(refs[1:3], 2),
+        (vectors(0.25), []),
+        (vectors(0.5), []),
+    ]
+    for how, db in homes.items():
+        db.ensure_schema()
+        for tables, replaces in writes:
+            db.lake.write_segment("b", tables, replaces)
+            if how == "one_by_one":
+                assert refresh_catalog(db).segments == 1
+        if how == "together":
+            assert refresh_catalog(db).segments == len(writes)
+    one, together = (_snapshot(db) for db in homes.values())
+    assert one == together
+    lines = dict(homes["together"].query("SELECT poster_id, count(*) FROM ocr_text GROUP BY 1"))
+    assert lines == {ids[0]: 1, ids[1]: 2, ids[2]: 2, ids[3]: 3}
+    assert {e[0] for *_, e in homes["together"].query("SELECT embedding FROM foreground_embeddings")} == {0.5}
 
 
 def test_a_busy_catalog_stops_no_writer_and_loses_nothing(tmp_path: Path, store: PosterStore) -> None:
