@@ -20,6 +20,7 @@ from poster_assets.storage.lake import (
     parquet_rows,
     read_parquet_sql,
 )
+from poster_assets.storage.schema import SCHEMA_SQL
 
 log = logging.getLogger(__name__)
 
@@ -81,8 +82,11 @@ def rebuild_catalog(db: Database) -> Refresh:
     refresh_catalog(db)  # a home made before the lake exports its rows first
     out = Refresh()
     with db.transaction() as conn:
+        # Dropped and made again, not emptied: deleting millions of rows keeps each in the
+        # transaction's undo, past the memory limit.
         for table in (*LAKE_TABLES, "layer_scores", "lake_segments"):
-            conn.execute(f"DELETE FROM {table}")
+            conn.execute(f"DROP TABLE {table}")
+        conn.execute(SCHEMA_SQL)
         segments = db.lake.segments()
         out.rows, out.segments = apply_segments(conn, segments), len(segments)
     return out

@@ -30,7 +30,7 @@ import shutil
 import socket
 import tempfile
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -59,6 +59,7 @@ LAKE_TABLES = (
 )
 SEGMENT_FILE = "segment.json"
 APPLY_GROUP = 512  # segments applied by one set of statements
+APPLY_GROUP_ROWS = 100_000  # ... and their rows: 1,280-float vectors among them
 # Written once the lake holds everything the catalog held when the lake began: a home made
 # before the lake has its rows exported on the first refresh (``export_catalog``).
 FORMAT_FILE = "FORMAT.json"
@@ -252,10 +253,22 @@ def apply_segments(conn: duckdb.DuckDBPyConnection, segments: Sequence[Segment])
     segments' too. A few statements per table, however many segments: a refresh after a busy
     hour, or a rebuild of a whole lake, costs about what one segment does. Returns the rows."""
     # In groups, in order: the statements name every file, and a group's rows pass through a
-    # temporary table.
-    return sum(
-        _apply_group(conn, segments[i : i + APPLY_GROUP]) for i in range(0, len(segments), APPLY_GROUP)
-    )
+    # temporary table, which must fit in the connection's memory limit.
+    return sum(_apply_group(conn, group) for group in _groups(segments))
+
+
+def _groups(segments: Sequence[Segment]) -> Iterator[Sequence[Segment]]:
+    """Consecutive runs of at most ``APPLY_GROUP`` segments and ``APPLY_GROUP_ROWS`` rows (a
+    larger segment alone)."""
+    start, rows = 0, 0
+    for i, segment in enumerate(segments):
+        n = sum(segment.meta()["tables"].values())
+        if i > start and (i - start >= APPLY_GROUP or rows + n > APPLY_GROUP_ROWS):
+            yield segments[start:i]
+            start, rows = i, 0
+        rows += n
+    if start < len(segments):
+        yield segments[start:]
 
 
 def _apply_group(conn: duckdb.DuckDBPyConnection, segments: Sequence[Segment]) -> int:
@@ -282,7 +295,10 @@ def _apply_group(conn: duckdb.DuckDBPyConnection, segments: Sequence[Segment]) -
             for _, path in held:
                 conn.execute(_INSERT_POSTERS.format(source=read_parquet_sql([path])))
             continue
-        _insert_latest(conn, table, held, [(i, r) for i, r in replaces if r["table"] == table])
+        if len(held) == 1:  # its rows are unique by key already: straight from the file
+            _replace_by_key(conn, table, read_parquet_sql([held[0][1]]))
+        else:
+            _insert_latest(conn, table, held, [(i, r) for i, r in replaces if r["table"] == table])
     conn.executemany(
         "INSERT OR REPLACE INTO lake_segments VALUES (?, ?, ?, ?)",
         [
@@ -291,6 +307,14 @@ def _apply_group(conn: duckdb.DuckDBPyConnection, segments: Sequence[Segment]) -
         ],
     )
     return rows
+
+
+def _replace_by_key(conn: duckdb.DuckDBPyConnection, table: str, source: str) -> None:
+    """Insert ``source``'s rows (unique by key) into ``table`` in place of its rows of those keys."""
+    key = table_columns(table).primary_key
+    match = " AND ".join(f"{table}.{c} = k.{c}" for c in key)
+    conn.execute(f"DELETE FROM {table} USING (SELECT {', '.join(key)} FROM {source}) AS k WHERE {match}")
+    conn.execute(f"INSERT INTO {table} BY NAME SELECT * FROM {source}")
 
 
 def _insert_latest(
@@ -325,9 +349,7 @@ def _insert_latest(
             "AND x.poster_id = l.poster_id)"
         )
     conn.execute(f"CREATE OR REPLACE TEMP TABLE _incoming AS SELECT * EXCLUDE (_segment) FROM ({latest})")
-    match = " AND ".join(f"{table}.{c} = k.{c}" for c in table_columns(table).primary_key)
-    conn.execute(f"DELETE FROM {table} USING (SELECT {key} FROM _incoming) AS k WHERE {match}")
-    conn.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _incoming")
+    _replace_by_key(conn, table, "_incoming")
     conn.execute("DROP TABLE _incoming")
     conn.execute("DROP TABLE _files")
     if replaces:

@@ -12,7 +12,8 @@ from poster_assets.ingest.ingest import ingest_batch
 from poster_assets.storage.database import DEFAULT_MEMORY_LIMIT, MEMORY_ENV, Database
 
 
-def _hold_write_lock(db_path: str, held: mp.Event, seconds: float) -> None:
+def hold_write_lock(db_path: str, held: mp.Event, seconds: float) -> None:
+    """Hold the write lock for ``seconds`` (in a spawned process), with one row written."""
     db = Database(Path(db_path))
     with db.transaction() as conn:
         conn.execute("INSERT INTO extractions VALUES ('lock-holder', 'x', 'v', 'ok', NULL, 'b', 0, now())")
@@ -32,7 +33,7 @@ def test_second_writer_waits_instead_of_failing(tmp_path: Path, store: PosterSto
     write_bad_inputs(tmp_path / "in")
     ctx = mp.get_context("spawn")
     held = ctx.Event()
-    holder = ctx.Process(target=_hold_write_lock, args=(str(store.db_path), held, 2.0))
+    holder = ctx.Process(target=hold_write_lock, args=(str(store.db_path), held, 2.0))
     holder.start()
     assert held.wait(60)
     t0 = time.monotonic()
@@ -50,7 +51,7 @@ def test_killed_writer_leaves_no_partial_rows(tmp_path: Path, store: PosterStore
     store.db.ensure_schema()
     ctx = mp.get_context("spawn")
     held = ctx.Event()
-    victim = ctx.Process(target=_hold_write_lock, args=(str(store.db_path), held, 30.0))
+    victim = ctx.Process(target=hold_write_lock, args=(str(store.db_path), held, 30.0))
     victim.start()
     assert held.wait(60)
     victim.kill()
@@ -65,7 +66,7 @@ def test_busy_database_error_is_clear(tmp_path: Path, store: PosterStore) -> Non
     store.db.ensure_schema()
     ctx = mp.get_context("spawn")
     held = ctx.Event()
-    holder = ctx.Process(target=_hold_write_lock, args=(str(store.db_path), held, 3.0))
+    holder = ctx.Process(target=hold_write_lock, args=(str(store.db_path), held, 3.0))
     holder.start()
     assert held.wait(60)
     with (

@@ -9,16 +9,20 @@ import signal
 import time
 from pathlib import Path
 
+import pytest
+
 from poster_assets.defs.resources import PosterStore
 from poster_assets.demo.bad_inputs import write_bad_inputs
 from poster_assets.extract.runner import Outcome, batch_posters, done_posters, write_chunk
 from poster_assets.ingest.batch_state import abandon
 from poster_assets.ingest.batches import plan_batch
 from poster_assets.ingest.ingest import ingest_batch
+from poster_assets.storage import lake
 from poster_assets.storage.catalog import lake_status, rebuild_catalog, refresh_catalog
 from poster_assets.storage.database import Database
 from poster_assets.storage.files import sweep_temporaries
 from poster_assets.storage.lake import LAKE_TABLES, SEGMENT_FILE, Lake, Replace
+from poster_assets_tests.storage.test_concurrency import hold_write_lock
 
 OCR_VERSION = "ocr-test-v1"
 
@@ -59,12 +63,6 @@ def _snapshot(db: Database) -> dict[str, list[tuple]]:
     return {t: db.query(f"SELECT * FROM {t} ORDER BY ALL") for t in LAKE_TABLES}
 
 
-def _hold_write_lock(db_path: str, held, seconds: float) -> None:
-    with Database(Path(db_path)).transaction():
-        held.set()
-        time.sleep(seconds)
-
-
 def test_rows_reach_the_catalog_through_segments_and_rebuild_from_them(
     tmp_path: Path, store: PosterStore
 ) -> None:
@@ -93,8 +91,12 @@ def test_rows_reach_the_catalog_through_segments_and_rebuild_from_them(
     assert _snapshot(store.db) == before
 
 
-def test_segments_applied_together_equal_segments_applied_one_by_one(tmp_path: Path) -> None:
+@pytest.mark.parametrize("group_rows", [100_000, 10])  # one group; groups of one or two segments
+def test_segments_applied_together_equal_segments_applied_one_by_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, group_rows: int
+) -> None:
     """Later segments win by key, and their replaced rows drop the earlier segments' rows too."""
+    monkeypatch.setattr(lake, "APPLY_GROUP_ROWS", group_rows)
     homes = {how: Database(tmp_path / how / "poster_assets.duckdb") for how in ("one_by_one", "together")}
     ids = [f"{i:064x}" for i in range(4)]
     refs = [type("Ref", (), {"poster_id": pid, "file_name": f"p{i}"})() for i, pid in enumerate(ids)]
@@ -145,7 +147,7 @@ def test_a_busy_catalog_stops_no_writer_and_loses_nothing(tmp_path: Path, store:
     refs = batch_posters(store.db, batch)[:4]
     ctx = mp.get_context("spawn")
     held = ctx.Event()
-    holder = ctx.Process(target=_hold_write_lock, args=(str(store.db_path), held, 10.0))
+    holder = ctx.Process(target=hold_write_lock, args=(str(store.db_path), held, 10.0))
     holder.start()
     assert held.wait(60)
     t0 = time.monotonic()
