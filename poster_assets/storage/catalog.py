@@ -7,7 +7,7 @@ and records them in ``lake_segments``: idempotent, so any process may run it at 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import duckdb
@@ -15,10 +15,12 @@ import duckdb
 from poster_assets.storage.database import Database, DatabaseBusyError
 from poster_assets.storage.lake import (
     LAKE_TABLES,
+    Segment,
     apply_segments,
     export_catalog,
     parquet_rows,
     read_parquet_sql,
+    segment_groups,
 )
 from poster_assets.storage.schema import SCHEMA_SQL
 
@@ -44,9 +46,12 @@ def _applied(conn: duckdb.DuckDBPyConnection, batch: str | None = None) -> set[t
 
 
 def refresh_catalog(db: Database, batch: str | None = None, wait_s: float | None = None) -> Refresh:
-    """Apply the lake's segments the catalog lacks (of one batch), oldest first, in one
-    transaction. With ``wait_s``, give up after that long for the file (``DatabaseBusyError``).
-    A home made before the lake first has its rows exported to it."""
+    """Apply the lake's segments the catalog lacks (of one batch), oldest first: one transaction
+    per group of them (``lake.segment_groups``: up to 512 segments and 100k rows), so that a
+    refresh after a long busy spell, or a rebuild, stays within the memory limit; an interrupted
+    refresh leaves whole groups applied, and the next one goes on. With ``wait_s``, give up
+    after that long for the file (``DatabaseBusyError``). A home made before the lake first has
+    its rows exported to it."""
     if wait_s is not None:
         db = Database(db.path, wait_s)
     out = Refresh()
@@ -56,12 +61,29 @@ def refresh_catalog(db: Database, batch: str | None = None, wait_s: float | None
             out.migrated = export_catalog(lake, conn)
         done = _applied(conn, batch)
         pending = [s for s in lake.segments(batch) if (s.batch, s.name) not in done]
-        out.rows, out.segments = apply_segments(conn, pending), len(pending)
+        groups = list(segment_groups(pending))
+        if groups:  # the usual case, a few segments: this same transaction
+            out.rows, out.segments = apply_segments(conn, groups[0]), len(groups[0])
     if not lake.has_format():
         lake.write_format()  # after the commit: an export rolled back is redone
+    for group in groups[1:]:
+        with db.transaction() as conn:
+            # Another process may have applied some of them meanwhile.
+            done = _applied_of(conn, group)
+            todo = [s for s in group if (s.batch, s.name) not in done]
+            out.rows += apply_segments(conn, todo)
+            out.segments += len(todo)
     if out.segments:
         log.info("catalog: applied %d lake segments (%d rows)", out.segments, out.rows)
     return out
+
+
+def _applied_of(conn: duckdb.DuckDBPyConnection, segments: Sequence[Segment]) -> set[tuple[str, str]]:
+    found = conn.execute(
+        "SELECT batch, segment FROM lake_segments WHERE list_contains(?, batch || '/' || segment)",
+        [[f"{s.batch}/{s.name}" for s in segments]],
+    ).fetchall()
+    return set(found)
 
 
 def try_refresh(db: Database, batch: str) -> bool:
@@ -76,20 +98,18 @@ def try_refresh(db: Database, batch: str) -> bool:
 
 
 def rebuild_catalog(db: Database) -> Refresh:
-    """Make the catalog's lake tables again from the lake alone, in one transaction. The cache
-    computed from them (``layer_scores``) is dropped; ``poster_neighbors`` is left to the next
-    index refresh, which compares it with the index."""
+    """Make the catalog's lake tables again from the lake alone: emptied in one transaction,
+    then every segment applied as a refresh applies them (a transaction per group; interrupted,
+    ``lake refresh`` finishes it). The cache computed from them (``layer_scores``) is dropped;
+    ``poster_neighbors`` is left to the next index refresh, which compares it with the index."""
     refresh_catalog(db)  # a home made before the lake exports its rows first
-    out = Refresh()
     with db.transaction() as conn:
         # Dropped and made again, not emptied: deleting millions of rows keeps each in the
         # transaction's undo, past the memory limit.
         for table in (*LAKE_TABLES, "layer_scores", "lake_segments"):
             conn.execute(f"DROP TABLE {table}")
         conn.execute(SCHEMA_SQL)
-        segments = db.lake.segments()
-        out.rows, out.segments = apply_segments(conn, segments), len(segments)
-    return out
+    return refresh_catalog(db)
 
 
 def unapplied_extractions(db: Database, batch: str, assets: Iterable[str]) -> list[tuple[str, str, str]]:

@@ -254,10 +254,10 @@ def apply_segments(conn: duckdb.DuckDBPyConnection, segments: Sequence[Segment])
     hour, or a rebuild of a whole lake, costs about what one segment does. Returns the rows."""
     # In groups, in order: the statements name every file, and a group's rows pass through a
     # temporary table, which must fit in the connection's memory limit.
-    return sum(_apply_group(conn, group) for group in _groups(segments))
+    return sum(_apply_group(conn, group) for group in segment_groups(segments))
 
 
-def _groups(segments: Sequence[Segment]) -> Iterator[Sequence[Segment]]:
+def segment_groups(segments: Sequence[Segment]) -> Iterator[Sequence[Segment]]:
     """Consecutive runs of at most ``APPLY_GROUP`` segments and ``APPLY_GROUP_ROWS`` rows (a
     larger segment alone)."""
     start, rows = 0, 0
