@@ -68,8 +68,15 @@ start() {
 }
 
 stop() {
-  local state="$1"
-  [ -f "$state/redis/redis.pid" ] && kill "$(cat "$state/redis/redis.pid")" 2>/dev/null || true
+  local state="$1" pid
+  if [ -f "$state/redis/redis.pid" ]; then
+    pid="$(cat "$state/redis/redis.pid")"
+    kill "$pid" 2>/dev/null || true
+    # Redis saves its append-only file before it exits on SIGTERM, and stays up when that save
+    # fails (the state folder removed meanwhile): wait for it, then make sure.
+    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$pid" 2>/dev/null || true
+  fi
   [ -f "$state/postgres/postmaster.pid" ] && as_pg "$(pg_bin pg_ctl)" -D "$state/postgres" -m fast -w stop >/dev/null || true
 }
 
