@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
@@ -51,12 +53,33 @@ def lake_status() -> None:
     )
 
 
+@contextmanager
+def _within_memory() -> Iterator[None]:
+    """Out of DuckDB's memory limit: say what stays and how to go on, not a traceback."""
+    import duckdb
+
+    from poster_assets.storage.database import MEMORY_ENV, is_out_of_memory, memory_limit
+
+    try:
+        yield
+    except duckdb.Error as exc:
+        if not is_out_of_memory(exc):
+            raise
+        raise click.ClickException(
+            f"DuckDB ran out of its {memory_limit()} ({MEMORY_ENV}): inserting into tables of millions "
+            "of rows holds their primary-key indexes in memory. The groups of segments applied so far "
+            f"stay; go on with a larger limit, e.g. `{MEMORY_ENV}=6GB poster-assets lake refresh` "
+            "(a million posters took 6 GB)."
+        ) from exc
+
+
 @lake.command("refresh")
 def lake_refresh() -> None:
     """Apply the segments the catalog lacks (runs also do this themselves)."""
     from poster_assets.storage.catalog import refresh_catalog
 
-    done = refresh_catalog(Store.at().db)
+    with _within_memory():
+        done = refresh_catalog(Store.at().db)
     if done.migrated:
         click.echo("exported the rows of a home made before the lake into lake/")
     click.echo(f"applied {done.segments} segments ({done.rows} rows)")
@@ -67,7 +90,8 @@ def lake_rebuild() -> None:
     """Make the catalog's tables again from the lake alone (after losing or damaging the file)."""
     from poster_assets.storage.catalog import rebuild_catalog
 
-    done = rebuild_catalog(Store.at().db)
+    with _within_memory():
+        done = rebuild_catalog(Store.at().db)
     click.echo(f"rebuilt the catalog from {done.segments} segments ({done.rows} rows)")
 
 

@@ -43,6 +43,16 @@ def _is_lock_conflict(exc: duckdb.Error) -> bool:
     return "lock" in text and ("conflicting" in text or "could not set" in text)
 
 
+def is_out_of_memory(exc: duckdb.Error) -> bool:
+    """DuckDB hit its memory limit (at a commit it says so in a TransactionException)."""
+    text = str(exc)
+    return (
+        isinstance(exc, duckdb.OutOfMemoryException)
+        or "failed to allocate" in text
+        or "failed to pin" in text
+    )
+
+
 def memory_limit() -> str:
     """DuckDB's memory in this process: ``$POSTER_ASSETS_DB_MEMORY_LIMIT``, else 2GB. DuckDB's own
     default is 80 % of RAM, and it keeps what it scanned cached up to that: hashing the vectors
