@@ -23,6 +23,7 @@ again from it. Removing rows (gc, abandoning a batch) rewrites the segment files
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import logging
 import os
@@ -123,7 +124,9 @@ class Segment:
     def batch(self) -> str:
         return unquote(self.path.parent.name.removeprefix("batch="))
 
+    @functools.cached_property
     def meta(self) -> dict[str, Any]:
+        """``segment.json``, read once: grouping and applying both need it."""
         return json.loads((self.path / SEGMENT_FILE).read_text())
 
     def table_file(self, table: str) -> Path:
@@ -262,7 +265,7 @@ def segment_groups(segments: Sequence[Segment]) -> Iterator[Sequence[Segment]]:
     larger segment alone)."""
     start, rows = 0, 0
     for i, segment in enumerate(segments):
-        n = sum(segment.meta()["tables"].values())
+        n = sum(segment.meta["tables"].values())
         if i > start and (i - start >= APPLY_GROUP or rows + n > APPLY_GROUP_ROWS):
             yield segments[start:i]
             start, rows = i, 0
@@ -272,7 +275,7 @@ def segment_groups(segments: Sequence[Segment]) -> Iterator[Sequence[Segment]]:
 
 
 def _apply_group(conn: duckdb.DuckDBPyConnection, segments: Sequence[Segment]) -> int:
-    metas = [s.meta() for s in segments]
+    metas = [s.meta for s in segments]
     replaces = [(i, r) for i, meta in enumerate(metas) for r in meta["replaces"]]
     for _, r in replaces:
         conn.execute(
