@@ -199,6 +199,11 @@ def _print_status_counts(store: Store, batch: str) -> None:
     """Status counts of the batch's rows, then everything a person should look at: quarantined
     files, sidecar values dropped and sidecar lines skipped, paths the scan skipped, and files of
     the manifest that have no row (none, unless ingest failed)."""
+    with store.db.session():
+        _print_rows(store, batch)
+
+
+def _print_rows(store: Store, batch: str) -> None:
     from poster_assets.ingest.batches import BatchManifest
     from poster_assets.ingest.names import db_text, printable
     from poster_assets.ingest.sidecar import read_sidecar

@@ -36,13 +36,15 @@ class RawFacts:
 
 
 def raw_facts(store: Store, batch: str, thumbnails: int = 24) -> RawFacts:
-    rows = store.db.query(
-        "SELECT status, file_name, reason, duplicate_of, sidecar_error, decoder, thumbnail_path "
-        "FROM raw_posters WHERE batch = ? ORDER BY file_name, source_uri",
-        [batch],
-    )
+    with store.db.session():
+        rows = store.db.query(
+            "SELECT status, file_name, reason, duplicate_of, sidecar_error, decoder, thumbnail_path "
+            "FROM raw_posters WHERE batch = ? ORDER BY file_name, source_uri",
+            [batch],
+        )
+        facts = batch_facts(store, batch)
     return RawFacts(
-        batch=batch_facts(store, batch),
+        batch=facts,
         quarantined=[(name, reason or "") for status, name, reason, *_ in rows if status == "quarantined"],
         duplicates=[(name, dup or "") for status, name, _, dup, *_ in rows if status == "duplicate"],
         sidecar_errors=[(r[1], r[4]) for r in rows if r[4]],

@@ -93,9 +93,10 @@ def extract_batch(
     their ``current`` version. After each chunk, ``progress(done, total, seconds)``: where the
     chunk's time went (decode, ocr, dense (beside ocr), layers, write, and its total)."""
     versions = {a: current.by_asset()[a] for a in EXTRACTORS if a in extractors}
-    refresh_catalog(store.db, batch)  # what a step before left in the lake
-    everything = batch_posters(store.db, batch)
-    done = done_posters(store.db, batch, versions)
+    with store.db.session(read_only=False):
+        refresh_catalog(store.db, batch)  # what a step before left in the lake
+        everything = batch_posters(store.db, batch)
+        done = done_posters(store.db, batch, versions)
     todo = {a: {r.poster_id for r in everything} - done[a] for a in versions}
     result = PassResult(
         {

@@ -157,8 +157,9 @@ def run_extraction(
     chunk_size: int = 16,
     progress: Callable[[int, int], None] | None = None,
 ) -> ExtractionStats:
-    refresh_catalog(db, batch)  # what a step before left in the lake
-    todo, total = pending_posters(db, batch, asset, version)
+    with db.session(read_only=False):
+        refresh_catalog(db, batch)  # what a step before left in the lake
+        todo, total = pending_posters(db, batch, asset, version)
     stats = ExtractionStats(asset, version, in_batch=total, up_to_date=total - len(todo))
     t0 = time.perf_counter()
     for start in range(0, len(todo), chunk_size):

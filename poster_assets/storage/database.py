@@ -5,7 +5,9 @@ share the ``poster_db`` concurrency pool (limit 1 in the instance config the pro
 they never meet; readers (``poster-assets sql``, search, checks) and the CLI outside Dagster can
 still find the file held, so every access opens a short-lived connection and retries briefly
 while another process holds it. Heavy work (decoding, inference) happens before a connection
-is opened; a connection only lives for one transaction.
+is opened; a connection only lives for one transaction. A burst of accesses (a step's facts and
+previews) shares one DuckDB instance (``Database.session``): the first connection to a file in a
+process costs ~20 ms of CPU, the next ones on the open instance ~0.05 ms.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import logging
 import os
 import random
 import re
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -32,6 +35,8 @@ MEMORY_SIZE = re.compile(r"\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KIB|MIB|GIB|TIB)", re.IG
 
 # Files whose schema this process has applied: the DDL runs once per file, not on every write.
 _schema_ready: set[Path] = set()
+# This thread's open sessions (``Database.session``): resolved path -> whether read-only.
+_sessions = threading.local()
 
 
 class DatabaseBusyError(RuntimeError):
@@ -39,8 +44,18 @@ class DatabaseBusyError(RuntimeError):
 
 
 def _is_lock_conflict(exc: duckdb.Error) -> bool:
+    """Another process holds the file, or another thread of this one holds it in the other mode
+    (a process has one DuckDB instance per file, read-only or not)."""
     text = str(exc).lower()
-    return "lock" in text and ("conflicting" in text or "could not set" in text)
+    return ("lock" in text and ("conflicting" in text or "could not set" in text)) or (
+        "different configuration" in text
+    )
+
+
+def _held() -> dict[Path, bool]:
+    if not hasattr(_sessions, "held"):
+        _sessions.held = {}
+    return _sessions.held
 
 
 def is_out_of_memory(exc: duckdb.Error) -> bool:
@@ -86,11 +101,16 @@ class Database:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             if not self.path.exists():  # made anew (lost, or rebuilt from the lake): no schema yet
                 _schema_ready.discard(self.path.resolve())
+        mode = read_only
+        if (held := _held().get(self.path.resolve())) is not None:
+            if held and not read_only:
+                raise RuntimeError(f"a write to {self.path} inside a read-only session of it")
+            mode = held  # a read in a read-write session shares its instance
         deadline = time.monotonic() + self.lock_timeout_s
         delay = 0.05
         while True:
             try:
-                conn = duckdb.connect(str(self.path), read_only=read_only)
+                conn = duckdb.connect(str(self.path), read_only=mode)
                 break
             except duckdb.Error as exc:
                 if not _is_lock_conflict(exc):
@@ -103,12 +123,32 @@ class Database:
                 delay = min(delay * 2, 2.0)
         try:
             conn.execute(f"SET memory_limit = '{memory_limit()}'")
-            if not read_only and self.path.resolve() not in _schema_ready:
+            if not mode and self.path.resolve() not in _schema_ready:
                 conn.execute(SCHEMA_SQL)
                 _schema_ready.add(self.path.resolve())
             yield conn
         finally:
             conn.close()
+
+    @contextmanager
+    def session(self, read_only: bool = True) -> Iterator[None]:
+        """Keep the file's DuckDB instance open for the block: every connection this thread
+        opens in it (``query``, ``connect``, ``transaction``) then reuses it instead of building
+        a new one. The file's lock is held for the whole block (shared when ``read_only``,
+        which makes a write in it an error), so it is for a burst of accesses, not for the work
+        between them. Sessions nest; an inner one may not ask for more than the outer gives."""
+        held, key = _held(), self.path.resolve()
+        if key in held:
+            if held[key] and not read_only:
+                raise RuntimeError(f"a read-write session of {self.path} inside a read-only one")
+            yield
+            return
+        with self.connect(read_only=read_only):
+            held[key] = read_only
+            try:
+                yield
+            finally:
+                del held[key]
 
     @contextmanager
     def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:

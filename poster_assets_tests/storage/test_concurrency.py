@@ -1,4 +1,5 @@
 import multiprocessing as mp
+import threading
 import time
 from pathlib import Path
 
@@ -97,3 +98,53 @@ def test_connections_keep_duckdb_within_the_memory_limit(
     monkeypatch.setenv(MEMORY_ENV, "lots")
     with pytest.raises(ValueError, match="POSTER_ASSETS_DB_MEMORY_LIMIT='lots' is not a memory size"):
         store.db.query("SELECT 1")
+
+
+def _threads_setting(db: Database) -> str:
+    return db.query("SELECT current_setting('threads')")[0][0]
+
+
+def test_a_session_shares_one_duckdb_instance_and_then_lets_go(store: PosterStore) -> None:
+    store.db.ensure_schema()
+    default = _threads_setting(store.db)
+    with store.db.session():
+        # A global setting lives in the instance: the next connections in the session see it.
+        with store.db.connect(read_only=True) as conn:
+            conn.execute("SET GLOBAL threads = 1")
+        assert _threads_setting(store.db) == 1
+        with store.db.session():  # nested: still the same instance
+            assert _threads_setting(store.db) == 1
+        with pytest.raises(RuntimeError, match="inside a read-only session"), store.db.transaction():
+            pass
+    assert _threads_setting(store.db) == default  # closed with the session
+    # Another process can write once the session is over.
+    ctx = mp.get_context("spawn")
+    held = ctx.Event()
+    writer = ctx.Process(target=hold_write_lock, args=(str(store.db_path), held, 0.0))
+    writer.start()
+    writer.join(60)
+    assert writer.exitcode == 0
+    with store.db.session(read_only=False):
+        with store.db.transaction() as conn:  # a read-write session takes writes and reads
+            conn.execute("DELETE FROM extractions")  # the writer's one row
+        assert store.db.query("SELECT count(*) FROM extractions")[0][0] == 0
+
+
+def test_a_write_from_another_thread_waits_for_a_read_only_session(store: PosterStore) -> None:
+    store.db.ensure_schema()
+    done: list[float] = []
+
+    def write() -> None:
+        with store.db.transaction() as conn:
+            conn.execute("INSERT INTO extractions VALUES ('t', 'x', 'v', 'ok', NULL, 'b', 0, now())")
+        done.append(time.monotonic())
+
+    with store.db.session():
+        writer = threading.Thread(target=write)
+        writer.start()
+        time.sleep(0.5)
+        assert not done  # DuckDB holds the file read-only in this process: the writer retries
+        closed = time.monotonic()
+    writer.join(30)
+    assert done and done[0] >= closed
+    assert store.db.query("SELECT count(*) FROM extractions")[0][0] == 1

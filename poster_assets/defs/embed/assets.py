@@ -11,8 +11,8 @@ from poster_assets.defs.partitions import batch_partitions
 from poster_assets.defs.resources import BATCH_POOL, ModelsResource, PosterStore
 from poster_assets.embed.kinds import foreground_crop
 from poster_assets.embed.vectors import EMBEDDINGS_TABLE, embed_chunk, stored_masks
-from poster_assets.extract.runner import PosterRef, Rows, batched, load_rgb, run_extraction
-from poster_assets.extract.versions import EMBEDDINGS_METHOD, current_versions
+from poster_assets.extract.runner import ExtractionStats, PosterRef, Rows, batched, load_rgb, run_extraction
+from poster_assets.extract.versions import EMBEDDINGS_METHOD, CurrentVersions, current_versions
 from poster_assets.vision.contact_sheet import contact_sheet
 
 # The promoted SSL encoder (defs/ssl): a re-training marks the embeddings stale, and only the
@@ -59,6 +59,12 @@ def foreground_embeddings(
         batched(many),
         progress=lambda done, total: context.log.info(f"embeddings: {done}/{total} posters"),
     )
+    with store.db.session():  # the facts and the preview: a few short reads
+        return dg.MaterializeResult(metadata=_metadata(store, batch, current, stats))
+
+
+def _metadata(store: PosterStore, batch: str, current: CurrentVersions, stats: ExtractionStats) -> dict:
+    """The batch's embeddings as the table holds them now, and a preview of the foreground crops."""
     facts = extraction_facts(store, EMBEDDINGS_TABLE, current.embeddings, batch, kinds=current.kinds)
     counts = dict(
         store.db.query(
@@ -86,4 +92,4 @@ def foreground_embeddings(
         **{f"{k}_version": v for k, v in current.kinds.items()},
         **{f"{k}_vectors_in_batch": int(counts.get(k, 0)) for k in current.kinds},
     }
-    return dg.MaterializeResult(metadata=extraction_metadata(facts, stats, extra, preview))
+    return extraction_metadata(facts, stats, extra, preview)

@@ -137,17 +137,19 @@ def poster_extractors(
     try:
         # The previews mostly show the same first posters of the batch: decode each once.
         rgb = functools.cache(lambda ref: load_rgb(store.blobs, ref))
-        for asset in selected:
-            if asset in result.unavailable:
-                continue
-            version = current.by_asset()[asset]
-            facts = extraction_facts(store, asset, version, batch)
-            refs = current_posters(store, asset, version, batch, _PREVIEW_POSTERS)
-            preview = _PREVIEWS[asset](store, refs, current, rgb) if refs else None
-            extra = _extra(asset, result, current, models)
-            yield dg.MaterializeResult(
-                asset_key=asset, metadata=extraction_metadata(facts, result.stats[asset], extra, preview)
-            )
+        with store.db.session():  # a few dozen short reads
+            for asset in selected:
+                if asset in result.unavailable:
+                    continue
+                version = current.by_asset()[asset]
+                facts = extraction_facts(store, asset, version, batch)
+                refs = current_posters(store, asset, version, batch, _PREVIEW_POSTERS)
+                preview = _PREVIEWS[asset](store, refs, current, rgb) if refs else None
+                extra = _extra(asset, result, current, models)
+                yield dg.MaterializeResult(
+                    asset_key=asset,
+                    metadata=extraction_metadata(facts, result.stats[asset], extra, preview),
+                )
     finally:
         # The run's later steps (embeddings, checks) run in this process and use none of these
         # networks: without this the OCR pool and the foreground network (~1.5 GB) would stay
