@@ -200,3 +200,14 @@ def test_cli_runs_are_runs_of_the_uis_code_location(ingested: Path) -> None:
     assert run.tags["dagster/partition"] in inst.get_dynamic_partitions(BATCHES)
     assert run.asset_selection == {dg.AssetKey("raw_posters")}
     assert run.status == dg.DagsterRunStatus.SUCCESS
+
+
+def test_the_program_keeps_the_commands_exit_status(home: Path) -> None:
+    # `poster-assets` is ``entry_point`` (freezing the heap for a quick exit), not ``main``.
+    program = [sys.executable, "-m", "poster_assets.cli"]
+    ok = subprocess.run([*program, "--help"], capture_output=True, text=True)
+    assert ok.returncode == 0 and "poster-assets" in ok.stdout
+    failed = subprocess.run([*program, "sql", "SELECT 1"], capture_output=True, text=True)
+    assert failed.returncode == 1 and "Ingest something first" in failed.stderr
+    misused = subprocess.run([*program, "no-such-command"], capture_output=True, text=True)
+    assert misused.returncode == 2

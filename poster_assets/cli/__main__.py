@@ -1,5 +1,5 @@
 """``python -m poster_assets.cli``: the same as ``poster-assets``."""
 
-from poster_assets.cli import main
+from poster_assets.cli import entry_point
 
-main()
+entry_point()
