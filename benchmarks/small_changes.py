@@ -41,8 +41,9 @@ def counted(self, *args, **kwargs):
     return _compile(self, *args, **kwargs)
 openvino.Core.compile_model = counted
 atexit.register(lambda: print(f"@@compiles {len(compiles)}", file=sys.stderr))
-from poster_assets.cli import main
-main(sys.argv[1:], prog_name="poster-assets")
+import poster_assets.cli as cli
+sys.argv[0] = "poster-assets"
+getattr(cli, "entry_point", cli.main)()  # the program as installed (older refs: main)
 """
 # Steps worth naming in a phase split; the rest are summed as "other steps".
 _NAMED_STEPS = ("sql_models", "faiss_index", "layer_quality_check")
