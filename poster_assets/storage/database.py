@@ -97,12 +97,13 @@ class Database:
                 f"No poster database at {self.path}. Ingest something first "
                 "(`poster-assets ingest DIR` or `make demo`), or set POSTER_ASSETS_HOME."
             )
+        key = self.path.resolve()
         if not read_only:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             if not self.path.exists():  # made anew (lost, or rebuilt from the lake): no schema yet
-                _schema_ready.discard(self.path.resolve())
+                _schema_ready.discard(key)
         mode = read_only
-        if (held := _held().get(self.path.resolve())) is not None:
+        if (held := _held().get(key)) is not None:
             if held and not read_only:
                 raise RuntimeError(f"a write to {self.path} inside a read-only session of it")
             mode = held  # a read in a read-write session shares its instance
@@ -123,9 +124,9 @@ class Database:
                 delay = min(delay * 2, 2.0)
         try:
             conn.execute(f"SET memory_limit = '{memory_limit()}'")
-            if not mode and self.path.resolve() not in _schema_ready:
+            if not mode and key not in _schema_ready:
                 conn.execute(SCHEMA_SQL)
-                _schema_ready.add(self.path.resolve())
+                _schema_ready.add(key)
             yield conn
         finally:
             conn.close()

@@ -82,10 +82,11 @@ def faiss_index(
     meta["poster_neighbors_rows"] = store.db.query("SELECT count(*) FROM poster_neighbors")[0][0]
     meta["dagster/row_count"] = meta["poster_neighbors_rows"]
     shown = next((u for u in updates if u.kind == _PREVIEW_KIND and u.index), None)
-    with store.db.session():  # the preview's few short reads
-        neighbours = _neighbour_rows(store, shown) if shown else []
-    if sheet := _neighbours_sheet(neighbours):
-        meta = {"preview": image_markdown(sheet, f"nearest neighbours ({shown.kind})"), **meta}
+    if shown:
+        with store.db.session():  # the preview's few short reads
+            neighbours = _neighbour_rows(store, shown)
+        if sheet := _neighbours_sheet(neighbours):
+            meta = {"preview": image_markdown(sheet, f"nearest neighbours ({shown.kind})"), **meta}
     return dg.MaterializeResult(metadata=meta, data_version=dg.DataVersion(made_from))
 
 
