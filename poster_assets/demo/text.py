@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-import matplotlib
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
@@ -22,6 +21,10 @@ FACES = (
 
 
 def font_path(face: str) -> Path:
+    # Imported here: matplotlib adds a third of a second to every process that loads the Dagster
+    # definitions (they reach the demo's ground truth through the layer evaluation).
+    import matplotlib
+
     path = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / f"{face}.ttf"
     if not path.is_file():
         raise FileNotFoundError(f"font face {face!r} is not bundled with matplotlib ({path})")

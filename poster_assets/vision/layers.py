@@ -45,18 +45,45 @@ def depth_modes(depth: np.ndarray, bins: int = 64, min_prominence: float = _MIN_
 
 def histogram_modes(hist: np.ndarray, min_prominence: float = _MIN_PROMINENCE) -> list[float]:
     """``depth_modes`` of a histogram over [0, 1] (equal bins): the depths of its peaks."""
-    # Imported here: scipy.signal and sklearn add about a second to every process that merely
-    # loads the Dagster definitions (the UI's code server, each run).
-    from scipy.signal import find_peaks
-
     smooth = gaussian_filter1d(np.asarray(hist, dtype=np.float64), sigma=1.0, mode="constant")
     if smooth.max() <= 0:
         return []
     # Zero-pad so peaks in the first or last bin (a flat far or near plane) are found too.
     padded = np.concatenate([[0.0], smooth, [0.0]])
-    peaks, _ = find_peaks(padded, prominence=min_prominence * smooth.max())
+    peaks = prominent_peaks(padded, min_prominence * smooth.max())
     centres = (np.arange(len(hist)) + 0.5) / len(hist)
     return [float(centres[p - 1]) for p in peaks]
+
+
+def prominent_peaks(x: np.ndarray, min_prominence: float) -> list[int]:
+    """Indices of the peaks of ``x`` whose prominence is at least ``min_prominence``: what
+    ``scipy.signal.find_peaks(x, prominence=min_prominence)`` returns (a flat top counts once,
+    at its middle; the ends are never peaks).
+
+    Written out because importing scipy.signal takes most of a second, in every process that
+    extracts, for a search over 66 numbers."""
+    peaks, i, last = [], 1, len(x) - 1
+    while i < last:
+        if x[i - 1] < x[i]:
+            ahead = i + 1
+            while ahead < last and x[ahead] == x[i]:
+                ahead += 1
+            if x[ahead] < x[i]:
+                peaks.append((i + ahead - 1) // 2)
+                i = ahead
+        i += 1
+    return [p for p in peaks if _prominence(x, p) >= min_prominence]
+
+
+def _prominence(x: np.ndarray, peak: int) -> float:
+    """Height of ``peak`` over the higher of the lowest points on either side before the signal
+    rises above it (or ends)."""
+    left = right = peak
+    while left > 0 and x[left - 1] <= x[peak]:
+        left -= 1
+    while right < len(x) - 1 and x[right + 1] <= x[peak]:
+        right += 1
+    return float(x[peak] - max(x[left : peak + 1].min(), x[peak : right + 1].min()))
 
 
 def choose_k(depth: np.ndarray, default: int = 3, k_min: int = 2, k_max: int = 6) -> int:

@@ -1,7 +1,14 @@
 import numpy as np
 import pytest
 
-from poster_assets.vision.layers import choose_k, depth_bands, depth_modes, kmeans_1d, split_layers
+from poster_assets.vision.layers import (
+    choose_k,
+    depth_bands,
+    depth_modes,
+    kmeans_1d,
+    prominent_peaks,
+    split_layers,
+)
 from poster_assets.vision.metrics import mask_iou
 from poster_assets_tests.vision._posters import TITLE, H, W, three_planes
 
@@ -22,6 +29,23 @@ def test_choose_k_defaults_for_unimodal_and_clips_many_modes():
     stripes = np.repeat(np.linspace(0.05, 0.95, 9, dtype=np.float32), 20)[None].repeat(50, axis=0)
     assert len(depth_modes(stripes)) == 9
     assert choose_k(stripes) == 6
+
+
+def test_prominent_peaks_are_scipys_find_peaks_with_a_prominence():
+    from scipy.signal import find_peaks
+
+    rng = np.random.default_rng(7)
+    signals = [rng.integers(0, 4, n).astype(np.float64) for n in (3, 5, 12, 66) for _ in range(200)]
+    signals += [np.convolve(rng.poisson(3, 66), np.ones(3), "same").astype(np.float64) for _ in range(200)]
+    signals += [np.array([0.0, 2, 2, 2, 0, 1, 1, 3, 3, 0]), np.zeros(8), np.ones(8), np.array([0.0, 1])]
+    found = 0
+    for x in signals:
+        for share in (0.0, 0.08, 0.5):
+            floor = share * x.max()
+            expected = find_peaks(x, prominence=floor)[0].tolist()
+            assert prominent_peaks(x, floor) == expected, (x.tolist(), floor)
+            found += len(expected)
+    assert found > 1000  # the comparison saw peaks, plateaus among them
 
 
 def test_split_layers_recovers_planes_ordered_far_to_near():
