@@ -157,14 +157,15 @@ def _built(
     and the asset has nothing left to do in this pass."""
     try:
         runner = build()
+        version = runner.version  # OCR compiles its networks here, at their first use
     except Exception as exc:  # noqa: BLE001 - the other extractors still run
         reason = f"{type(exc).__name__}: {exc}"
     else:
-        if runner.version == versions[asset]:
+        if version == versions[asset]:
             return runner
         # Values labelled with another version than the one staleness was decided by would be
         # redone on every run.
-        reason = f"the models folder names {versions[asset]} as current, but its runner is {runner.version}"
+        reason = f"the models folder names {versions[asset]} as current, but its runner is {version}"
     log.warning("%s cannot run: %s", asset, reason)
     result.unavailable[asset] = reason
     todo[asset] = set()

@@ -174,9 +174,9 @@ def capture_ocr_inputs(engine: OcrEngine, images: Sequence[np.ndarray]) -> dict[
         def __getattr__(self, name: str) -> Any:
             return getattr(self._inner, name)
 
-    rapid = engine._rapid
+    rapid, lock = engine._single()
     det, rec = rapid.text_det.session, rapid.text_rec.session
-    with engine._lock:
+    with lock:
         rapid.text_det.session = _Recorder(det, captured["ppocr-det"])
         rapid.text_rec.session = _Recorder(rec, captured["ppocr-rec"])
         try:

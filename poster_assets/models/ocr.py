@@ -99,10 +99,14 @@ DEFAULT_DET_SIDE = 736
 _SPACE_EXCESS = 0.15
 
 _EngineKey = tuple[tuple[str, str], ...]
+# ``read``'s engines (one stream on every core), compiled at the first ``read``.
 _engines: dict[_EngineKey, tuple[Any, threading.Lock]] = {}
 # ``read_many``'s pools: idle rapidocr instances (each used by one thread at a time).
 _pools: dict[_EngineKey, queue.SimpleQueue[Any]] = {}
 _pool_sizes: dict[_EngineKey, int] = {}
+# The first engine compiled for a configuration, of either kind: what ``precisions`` and
+# ``engines`` describe (both kinds compile the same networks in the same precision).
+_first: dict[_EngineKey, Any] = {}
 _engines_lock = threading.Lock()
 
 
@@ -192,8 +196,9 @@ def ocr_version(models_dir: Path | None = None, word_gaps: bool = True) -> str:
 
 
 class OcrEngine:
-    """Process-wide PP-OCR: constructing it is cheap after the first time, because the
-    compiled rapidocr engine is shared by every instance with the same verified model files.
+    """Process-wide PP-OCR: constructing it is cheap, because the networks are compiled when
+    first used (``read``: one engine on every core; ``read_many``: the pool) and shared by every
+    instance with the same verified model files.
 
     ``read`` is thread-safe (rapidocr holds one infer request per model, so calls serialise).
     Raises ``ModelUnavailableError`` if a model file is missing or does not verify; OCR has no
@@ -223,17 +228,17 @@ class OcrEngine:
         # Resolved now (not when runtime.core first runs), as DenseEstimator places its cache.
         cache = Path(models_dir) / "ov_cache" if models_dir else openvino_cache_dir()
         self._networks = _Networks(self.paths, shas, str(cache))
-        key = tuple(zip(self.paths, shas, strict=True)) + (("det_side", str(self.det_side)),)
-        with _engines_lock:
-            if key not in _engines:
-                compiled = _compile(self._networks)
-                _engines[key] = (_build_rapidocr(self._networks, compiled, self.det_side), threading.Lock())
-        self._rapid, self._lock = _engines[key]
-        self._key = key
-        # What the compiled networks compute in: the CPU plugin's default.
-        self.precisions = {
-            spec.name: runtime.inference_precision(compiled)
-            for spec, compiled in zip(self.specs, _compiled_models(self._rapid), strict=True)
+        self._key = tuple(zip(self.paths, shas, strict=True)) + (("det_side", str(self.det_side)),)
+
+    @functools.cached_property
+    def precisions(self) -> dict[str, str]:
+        """What the compiled networks compute in (the CPU plugin's default), read from them; the
+        pool is compiled for it if neither kind of engine is yet."""
+        if self._key not in _first:
+            self._pool()
+        compiled = _compiled_models(_first[self._key])
+        return {
+            spec.name: runtime.inference_precision(c) for spec, c in zip(self.specs, compiled, strict=True)
         }
 
     @property
@@ -247,7 +252,9 @@ class OcrEngine:
     def engines(self) -> dict[str, str]:
         """The inference session class behind each model (``CompiledSession``: OpenVINO, through
         the project's Core)."""
-        rapid = self._rapid
+        if self._key not in _first:
+            self._pool()
+        rapid = _first[self._key]
         return {
             "det": type(rapid.text_det.session).__name__,
             "cls": type(rapid.text_cls.session).__name__,
@@ -257,8 +264,9 @@ class OcrEngine:
     def read(self, rgb: np.ndarray) -> list[OcrItem]:
         """Text lines in ``rgb`` (HxWx3 uint8), in reading order."""
         bgr = _to_bgr(rgb)
-        with self._lock:
-            out = self._run(self._rapid, bgr)
+        rapid, lock = self._single()
+        with lock:
+            out = self._run(rapid, bgr)
         return _items(out)
 
     def read_many(self, images: Sequence[np.ndarray]) -> list[list[OcrItem]]:
@@ -292,16 +300,27 @@ class OcrEngine:
             _engines.pop(self._key, None)
             _pools.pop(self._key, None)
             _pool_sizes.pop(self._key, None)
+            _first.pop(self._key, None)
+
+    def _single(self) -> tuple[Any, threading.Lock]:
+        with _engines_lock:
+            if self._key not in _engines:
+                rapid = _build_rapidocr(self._networks, _compile(self._networks), self.det_side)
+                _engines[self._key] = (rapid, threading.Lock())
+                _first.setdefault(self._key, rapid)
+        return _engines[self._key]
 
     def _pool(self) -> tuple[queue.SimpleQueue[Any], int]:
         with _engines_lock:
             if self._key not in _pools:
                 streams, threads = pool_shape(os.cpu_count() or 1)
                 compiled = _compile(self._networks, streams, threads)
+                engines = [_build_rapidocr(self._networks, compiled, self.det_side) for _ in range(streams)]
                 idle: queue.SimpleQueue[Any] = queue.SimpleQueue()
-                for _ in range(streams):
-                    idle.put(_build_rapidocr(self._networks, compiled, self.det_side))
+                for rapid in engines:
+                    idle.put(rapid)
                 _pools[self._key], _pool_sizes[self._key] = idle, streams
+                _first.setdefault(self._key, engines[0])
         return _pools[self._key], _pool_sizes[self._key]
 
     def _run(self, rapid: Any, bgr: np.ndarray) -> Any:
@@ -334,6 +353,7 @@ def release_engines() -> None:
         _engines.clear()
         _pools.clear()
         _pool_sizes.clear()
+        _first.clear()
 
 
 def pool_shape(cpus: int) -> tuple[int, int]:
