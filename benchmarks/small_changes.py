@@ -3,7 +3,8 @@ refresh (`poster-assets run --all` with nothing new: no run should start, no mod
 2 new posters becoming searchable and in the marts (`poster-assets ingest FOLDER --extract`),
 split by phase, and the same with the code of a git ref (the baseline) on another copy.
 
-    .venv/bin/python benchmarks/small_changes.py --home poster_data [--new 2] [--baseline REF|none] [--keep]
+    .venv/bin/python benchmarks/small_changes.py --home poster_data [--new 2] [--baseline REF|none]
+        [--repeat 3] [--keep]
     .venv/bin/python benchmarks/small_changes.py                    # builds a 200-poster demo home first
 
 The home given is copied to a scratch folder under /tmp (never changed). Each variant then runs,
@@ -11,8 +12,10 @@ on its own copy: `run --all` (to bring the copy to that code's model versions), 
 of 1 warm-up poster (so dbt's partial-parse state belongs to the copy, as in a home that was not
 moved), the timed no-op `run --all`, and the timed `ingest --extract` of the new posters, which
 are then looked up with search and in `marts.poster_annotations`. The baseline runs the ref's
-code (`git archive`, first on PYTHONPATH) with this venv. Timings on a shared machine are noisy:
-compare the two variants of one run, and see the CPU seconds beside each wall time.
+code (`git archive`, first on PYTHONPATH) with this venv. Timings on a shared machine are noisy
+(one run of either can take half as long again): compare the two variants of one run, with
+`--repeat` measurements of each taken in turns (new posters each time) and their medians, and see
+the CPU seconds beside each wall time.
 """
 
 from __future__ import annotations
@@ -171,7 +174,8 @@ def _phases(timed: Timed) -> str:
     return "; ".join(parts)
 
 
-def _variant(name: str, source: Path, scratch: Path, code: Path | None, new: int, seed: int) -> dict:
+def _prepare(name: str, source: Path, scratch: Path, code: Path | None, seed: int) -> Path:
+    """A copy of ``source`` brought to the variant's model versions and warmed up."""
     home = scratch / f"home-{name}"
     print(f"[{name}] copying {source} to {home} …", flush=True)
     shutil.copytree(source, home, symlinks=True)
@@ -183,28 +187,43 @@ def _variant(name: str, source: Path, scratch: Path, code: Path | None, new: int
     warm = _new_posters(scratch / f"warm-{name}", 1, seed + 1)
     warmed = _cli(home, code, "ingest", str(warm), "--extract")
     print(f"[{name}] warm-up: ingest --extract of 1 poster {warmed.wall:.1f} s", flush=True)
+    return home
+
+
+def _measure(name: str, home: Path, scratch: Path, code: Path | None, new: int, seed: int) -> dict:
+    """The timed no-op ``run --all``, then ``ingest --extract`` of ``new`` posters made with ``seed``."""
     noop = _timed_with_runs(home, code, "run", "--all")
-    folder = _new_posters(scratch / f"new-{name}", new, seed)
+    folder = _new_posters(scratch / f"new-{name}-{seed}", new, seed)
     added = _timed_with_runs(home, code, "ingest", str(folder), "--extract")
     searchable, marts = _found(home, folder)
+    print(f"[{name}] no-op {noop.wall:.1f} s, {new} new posters {added.wall:.1f} s", flush=True)
     return {"noop": noop, "added": added, "searchable": searchable, "marts": marts}
 
 
-def _report(name: str, result: dict, new: int) -> None:
-    noop, added = result["noop"], result["added"]
+def _median(results: list[dict], key: str) -> dict:
+    """The repeat whose ``key`` wall time is the median (the lower one of an even count)."""
+    ordered = sorted(results, key=lambda r: r[key].wall)
+    return ordered[(len(ordered) - 1) // 2]
+
+
+def _report(name: str, results: list[dict], new: int) -> None:
+    noop, added = _median(results, "noop")["noop"], _median(results, "added")
+    walls = {k: ", ".join(f"{r[k].wall:.1f}" for r in results) for k in ("noop", "added")}
     print(f"\n== {name}")
     print(
         f"no-op `run --all`: {noop.wall:.1f} s (CPU {noop.cpu:.1f} s), runs {len(noop.runs)}, "
-        f"model compiles {noop.compiles}"
+        f"model compiles {noop.compiles}" + (f"; each repeat: {walls['noop']} s" if len(results) > 1 else "")
     )
     if noop.runs:
         print(f"   {_phases(noop)}")
+    timed = added["added"]
     print(
-        f"{new} new posters → searchable and in the marts (`ingest --extract`): {added.wall:.1f} s "
-        f"(CPU {added.cpu:.1f} s), model compiles {added.compiles}; "
-        f"searchable {result['searchable']}/{new}, in marts {result['marts']}/{new}"
+        f"{new} new posters → searchable and in the marts (`ingest --extract`): {timed.wall:.1f} s "
+        f"(CPU {timed.cpu:.1f} s), model compiles {timed.compiles}; "
+        f"searchable {added['searchable']}/{new}, in marts {added['marts']}/{new}"
+        + (f"; each repeat: {walls['added']} s" if len(results) > 1 else "")
     )
-    print(f"   {_phases(added)}")
+    print(f"   {_phases(timed)}")
 
 
 def main() -> None:
@@ -212,6 +231,7 @@ def main() -> None:
     ap.add_argument("--home", type=Path, help="a demo home to copy (default: build a 200-poster one)")
     ap.add_argument("--new", type=int, default=2, help="new posters in the second measurement")
     ap.add_argument("--baseline", default="HEAD", help="git ref to compare with, or `none`")
+    ap.add_argument("--repeat", type=int, default=1, help="measurements of each variant (medians reported)")
     ap.add_argument("--seed", type=int, default=int(time.time()) % 100_000, help="of the new posters")
     ap.add_argument("--keep", action="store_true", help="keep the scratch folder")
     args = ap.parse_args()
@@ -223,24 +243,36 @@ def main() -> None:
             _cli(source, None, "demo", "--offline")
         if not (source / "poster_assets.duckdb").exists():
             raise SystemExit(f"{source} has no database: `make demo` first (or leave out --home)")
-        results = {"this tree": _variant("after", source, scratch, None, args.new, args.seed)}
+        variants = {"this tree": ("after", None)}
         if args.baseline != "none":
-            code = _checkout(args.baseline, scratch / "baseline-code")
-            results[f"baseline {args.baseline}"] = _variant(
-                "before", source, scratch, code, args.new, args.seed
+            variants[f"baseline {args.baseline}"] = (
+                "before",
+                _checkout(args.baseline, scratch / "baseline-code"),
             )
-        for name, result in results.items():
-            _report(name, result, args.new)
+        homes = {k: _prepare(tag, source, scratch, code, args.seed) for k, (tag, code) in variants.items()}
+        results: dict[str, list[dict]] = {k: [] for k in variants}
+        for r in range(args.repeat):
+            # Alternating which goes first, so a slow spell of the machine does not favour one.
+            for k in list(variants)[:: 1 if r % 2 == 0 else -1]:
+                tag, code = variants[k]
+                results[k].append(_measure(tag, homes[k], scratch, code, args.new, args.seed + 10 * r))
+        for name, measured in results.items():
+            _report(name, measured, args.new)
         if len(results) == 2:
             after, before = results.values()
+            noop = _median(after, "noop")["noop"].wall / _median(before, "noop")["noop"].wall
+            added = _median(after, "added")["added"].wall / _median(before, "added")["added"].wall
             print(
-                f"\nratios (this tree / baseline): no-op {after['noop'].wall / before['noop'].wall:.2f}, "
-                f"{args.new} new posters {after['added'].wall / before['added'].wall:.2f}"
+                f"\nratios of the medians (this tree / baseline): no-op {noop:.2f}, "
+                f"{args.new} new posters {added:.2f}"
             )
         print(
             json.dumps(
                 {
-                    k: {"noop_s": round(v["noop"].wall, 1), "new_s": round(v["added"].wall, 1)}
+                    k: {
+                        "noop_s": [round(m["noop"].wall, 1) for m in v],
+                        "new_s": [round(m["added"].wall, 1) for m in v],
+                    }
                     for k, v in results.items()
                 }
             )
