@@ -232,11 +232,8 @@ class OcrEngine:
 
     @functools.cached_property
     def precisions(self) -> dict[str, str]:
-        """What the compiled networks compute in (the CPU plugin's default), read from them; the
-        pool is compiled for it if neither kind of engine is yet."""
-        if self._key not in _first:
-            self._pool()
-        compiled = _compiled_models(_first[self._key])
+        """What the compiled networks compute in (the CPU plugin's default), read from them."""
+        compiled = _compiled_models(self._described())
         return {
             spec.name: runtime.inference_precision(c) for spec, c in zip(self.specs, compiled, strict=True)
         }
@@ -252,9 +249,7 @@ class OcrEngine:
     def engines(self) -> dict[str, str]:
         """The inference session class behind each model (``CompiledSession``: OpenVINO, through
         the project's Core)."""
-        if self._key not in _first:
-            self._pool()
-        rapid = _first[self._key]
+        rapid = self._described()
         return {
             "det": type(rapid.text_det.session).__name__,
             "cls": type(rapid.text_cls.session).__name__,
@@ -301,6 +296,13 @@ class OcrEngine:
             _pools.pop(self._key, None)
             _pool_sizes.pop(self._key, None)
             _first.pop(self._key, None)
+
+    def _described(self) -> Any:
+        """The engine ``precisions`` and ``engines`` describe: the first compiled, else the pool's
+        (what the extraction pass runs), compiled now."""
+        if self._key not in _first:
+            self._pool()
+        return _first[self._key]
 
     def _single(self) -> tuple[Any, threading.Lock]:
         with _engines_lock:
